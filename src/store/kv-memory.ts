@@ -1,0 +1,77 @@
+import { EventEmitter } from 'node:events';
+import { type Clock, systemClock } from '../clock.js';
+import type { Counter, KvStore } from './kv.js';
+
+interface Entry {
+  value: string;
+  expiresAt: number;
+}
+
+const SWEEP_INTERVAL_MS = 60_000;
+
+/** The in-process KvStore: one node only, contents lost on restart. */
+export function createMemoryKv(clock: Clock = systemClock): KvStore {
+  const entries = new Map<string, Entry>();
+  const bus = new EventEmitter();
+  bus.setMaxListeners(0);
+
+  const live = (key: string): Entry | undefined => {
+    const entry = entries.get(key);
+    if (entry && entry.expiresAt <= clock.now()) {
+      entries.delete(key);
+      return undefined;
+    }
+    return entry;
+  };
+  const expiry = (ttlSeconds?: number) => (ttlSeconds ? clock.now() + ttlSeconds * 1000 : Number.POSITIVE_INFINITY);
+
+  const sweep = setInterval(() => {
+    for (const key of entries.keys()) live(key);
+  }, SWEEP_INTERVAL_MS);
+  sweep.unref();
+
+  return {
+    kind: 'memory',
+    async get(key) {
+      return live(key)?.value ?? null;
+    },
+    async set(key, value, ttlSeconds) {
+      entries.set(key, { value, expiresAt: expiry(ttlSeconds) });
+    },
+    async setIfAbsent(key, value, ttlSeconds) {
+      if (live(key)) return false;
+      entries.set(key, { value, expiresAt: expiry(ttlSeconds) });
+      return true;
+    },
+    async consume(key) {
+      const entry = live(key);
+      entries.delete(key);
+      return entry?.value ?? null;
+    },
+    async del(...keys) {
+      for (const key of keys) entries.delete(key);
+    },
+    async increment(key, windowSeconds): Promise<Counter> {
+      const entry = live(key) ?? { value: '0', expiresAt: expiry(windowSeconds) };
+      entry.value = String(Number(entry.value) + 1);
+      entries.set(key, entry);
+      return { count: Number(entry.value), resetInMs: entry.expiresAt - clock.now() };
+    },
+    async publish(channel, message) {
+      // Asynchronous like Redis, so callers cannot depend on synchronous delivery.
+      setImmediate(() => bus.emit(channel, message));
+    },
+    async subscribe(channel, handler) {
+      bus.on(channel, handler);
+      return async () => {
+        bus.off(channel, handler);
+      };
+    },
+    async ping() {},
+    async close() {
+      clearInterval(sweep);
+      entries.clear();
+      bus.removeAllListeners();
+    },
+  };
+}

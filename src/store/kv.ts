@@ -1,0 +1,30 @@
+/**
+ * The ephemeral store: short-lived records (≤ 10 min), counters and pub/sub.
+ * Redis in production, an in-process map for single-node use; both pass
+ * test/integration/kv-contract.test.ts. Losing its contents may cost users a
+ * retry, never a session, a refresh token or admin data.
+ */
+export interface KvStore {
+  readonly kind: 'redis' | 'memory';
+  get(key: string): Promise<string | null>;
+  /** Stores `value`, expiring after `ttlSeconds` when given. */
+  set(key: string, value: string, ttlSeconds?: number): Promise<void>;
+  /** Stores `value` only if `key` is absent; true when this call stored it (replay caches, single use). */
+  setIfAbsent(key: string, value: string, ttlSeconds: number): Promise<boolean>;
+  /** Atomically reads and deletes: of many concurrent callers exactly one gets the value. */
+  consume(key: string): Promise<string | null>;
+  del(...keys: string[]): Promise<void>;
+  /** Increments a counter whose window of `windowSeconds` starts at its first increment. */
+  increment(key: string, windowSeconds: number): Promise<Counter>;
+  publish(channel: string, message: string): Promise<void>;
+  /** Calls `handler` for every message on `channel`; resolves to the unsubscribe function. */
+  subscribe(channel: string, handler: (message: string) => void): Promise<() => Promise<void>>;
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface Counter {
+  count: number;
+  /** Milliseconds until the window ends and the counter resets. */
+  resetInMs: number;
+}

@@ -1,0 +1,59 @@
+# syntax=docker/dockerfile:1
+#
+# Image of the identity provider. The server runs its TypeScript directly
+# (tsx is a runtime dependency), so nothing is compiled here except the
+# Prisma client, which is generated in the build stage and copied over.
+#
+#   docker build -t idp .
+#   export MASTER_KEY="$(openssl rand -base64 32)"   # once; keep it, it decrypts the vault
+#   docker run -p 3000:3000 -e MASTER_KEY -v idp-data:/app/data idp
+#
+# Without DATABASE_URL the container runs on embedded PGlite in /app/data
+# (single node; mount a volume there). For PostgreSQL, Redis and several
+# replicas behind a TLS proxy, see docker-compose.yml.
+
+ARG NODE_IMAGE=node:24-bookworm-slim
+
+# ---- build: full install, generate the Prisma client ----------------------
+FROM ${NODE_IMAGE} AS build
+WORKDIR /app
+# Install scripts are skipped: @prisma/engines' postinstall would download a
+# native engine we do not use (the client runs on driver adapters and
+# migrations use the WebAssembly schema engine); argon2 and esbuild ship
+# their binaries inside their packages.
+ENV CHECKPOINT_DISABLE=1 \
+    PRISMA_HIDE_UPDATE_MESSAGE=1 \
+    PRISMA_SCHEMA_ENGINE_BINARY=/app/package.json
+COPY package.json package-lock.json ./
+RUN npm ci --ignore-scripts --no-audit --no-fund
+COPY prisma.config.ts ./
+COPY prisma ./prisma
+COPY scripts ./scripts
+# Runs `prisma generate` and records the schema hash next to the client, so
+# `npm start` inside the image would not try to regenerate it.
+RUN npm run generate
+
+# ---- runtime: production dependencies, sources, generated client ----------
+FROM ${NODE_IMAGE} AS runtime
+WORKDIR /app
+ENV NODE_ENV=production \
+    PORT=3000 \
+    DATA_DIR=/app/data \
+    CHECKPOINT_DISABLE=1
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
+ && npm cache clean --force
+# Everything the server reads at run time (src/, prisma/ with the migrations,
+# views/, config/, bin/ ...); .dockerignore keeps tests, data and keys out.
+COPY . .
+COPY --from=build /app/src/store/generated ./src/store/generated
+RUN mkdir -p /app/data /app/keys && chown node:node /app/data /app/keys
+
+USER node
+EXPOSE 3000
+
+HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
+  CMD node -e "fetch('http://127.0.0.1:'+(process.env.PORT||3000)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
+
+# node directly (not npm) so SIGTERM reaches the server and it can drain.
+CMD ["node", "--import", "tsx", "src/main.ts"]

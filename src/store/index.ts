@@ -5,7 +5,7 @@ import { createRedisKv } from './kv-redis.js';
 
 export { type Database, type DatabaseOptions, openDatabase } from './db.js';
 export type { Counter, KvStore } from './kv.js';
-export { migrate } from './migrate.js';
+export { migrate, pendingMigrations } from './migrate.js';
 
 export interface KvOptions {
   url?: string;

@@ -1,0 +1,69 @@
+import Koa, { type Middleware } from 'koa';
+import { type AuditLog, createAuditLog } from './audit/audit.js';
+import type { Clock } from './clock.js';
+import type { Config } from './config.js';
+import { createPasswordHasher, type PasswordHasher } from './crypto/passwords.js';
+import { createVault, type Vault } from './crypto/vault.js';
+import { healthRoutes } from './observability/health.js';
+import { bodyLimit, observeRequests, requestId } from './observability/http.js';
+import type { Logger } from './observability/logger.js';
+import { createMetrics, type Metrics } from './observability/metrics.js';
+import { securityHeaders } from './security/headers.js';
+import type { Database, KvStore } from './store/index.js';
+import { requireTenant, tenantEdge } from './tenants/edge.js';
+import { createTenantDirectory, type TenantDirectory } from './tenants/tenants.js';
+
+/** What the stores and the process give the app. */
+export interface Infrastructure {
+  config: Config;
+  db: Database;
+  kv: KvStore;
+  logger: Logger;
+  clock: Clock;
+  masterKey: Buffer;
+}
+
+/** Everything a feature may depend on, built once per app. */
+export interface AppDeps extends Infrastructure {
+  audit: AuditLog;
+  vault: Vault;
+  passwords: PasswordHasher;
+  tenants: TenantDirectory;
+  metrics: Metrics;
+}
+
+export async function createAppDeps(infra: Infrastructure): Promise<AppDeps> {
+  return {
+    ...infra,
+    audit: createAuditLog({ prisma: infra.db.prisma, clock: infra.clock }),
+    vault: createVault({ masterKey: infra.masterKey, previousMasterKeys: infra.config.previousMasterKeys }),
+    passwords: createPasswordHasher(),
+    tenants: await createTenantDirectory({ prisma: infra.db.prisma, kv: infra.kv }),
+    metrics: createMetrics(),
+  };
+}
+
+/** Routes under /t/:tenant, after the tenant is resolved. */
+function tenantRoutes(deps: AppDeps): Middleware {
+  return async function tenantRoot(ctx, next) {
+    const tenant = requireTenant(ctx.state);
+    if (ctx.path === `/t/${tenant.slug}` || ctx.path === `/t/${tenant.slug}/`) {
+      ctx.body = { tenant: tenant.slug, display_name: tenant.displayName, issuer: `${deps.config.publicUrl}/t/${tenant.slug}` };
+      return;
+    }
+    await next();
+  };
+}
+
+export function createApp(deps: AppDeps): Koa {
+  const app = new Koa({ proxy: deps.config.trustProxy });
+  const health = healthRoutes(deps);
+  app.use(requestId());
+  app.use(securityHeaders({ https: deps.config.publicUrl.startsWith('https:') }));
+  app.use(observeRequests(deps));
+  app.use(bodyLimit(deps.config.bodyLimitBytes));
+  app.use(health.routes());
+  app.use(health.allowedMethods());
+  app.use(tenantEdge(deps.tenants, tenantRoutes(deps)));
+  return app;
+}

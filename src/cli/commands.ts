@@ -1,0 +1,118 @@
+import { reencryptAll } from '../crypto/reencrypt.js';
+import { badRequest } from '../errors.js';
+import { migrate } from '../store/index.js';
+import { createTenant } from '../tenants/tenants.js';
+import { createUser } from '../users/users.js';
+import type { CliContext } from './context.js';
+
+export interface ParsedArgs {
+  positionals: string[];
+  options: Record<string, string[]>;
+}
+
+export interface CommandResult {
+  /** The one JSON object printed with --json. */
+  json: Record<string, unknown>;
+  /** What a person reads without --json. */
+  text: string;
+  /** Non-zero marks a failure that still has a result to show (a broken audit chain). */
+  exitCode?: number;
+}
+
+export interface Command {
+  usage: string;
+  /** Option names it takes; repeatable ones may be given several times. */
+  options: readonly string[];
+  migrating?: boolean;
+  run(ctx: CliContext, args: ParsedArgs): Promise<CommandResult>;
+}
+
+export function option(args: ParsedArgs, name: string, required: true): string;
+export function option(args: ParsedArgs, name: string, required?: false): string | undefined;
+export function option(args: ParsedArgs, name: string, required = false): string | undefined {
+  const values = args.options[name];
+  if (values && values.length > 1) throw badRequest(`--${name} given more than once`);
+  const value = values?.[0];
+  if (required && value === undefined) throw badRequest(`--${name} is required`);
+  return value;
+}
+
+function positional(args: ParsedArgs, index: number, name: string): string {
+  const value = args.positionals[index];
+  if (value === undefined) throw badRequest(`<${name}> is required`);
+  return value;
+}
+
+/** Every `idp` command, keyed by its words. Later features add theirs here. */
+export const COMMANDS: Record<string, Command> = {
+  migrate: {
+    usage: 'idp migrate',
+    options: [],
+    migrating: true,
+    async run(ctx) {
+      const applied = await migrate(ctx.db);
+      return {
+        json: { applied },
+        text: applied.length ? `applied ${applied.length} migration(s): ${applied.join(', ')}` : 'database is up to date',
+      };
+    },
+  },
+  'tenant create': {
+    usage: 'idp tenant create <slug> [--name "Display name"]',
+    options: ['name'],
+    async run(ctx, args) {
+      const tenant = await createTenant(
+        { prisma: ctx.db.prisma, audit: ctx.audit },
+        { slug: positional(args, 0, 'slug'), displayName: option(args, 'name') },
+        ctx.actor,
+      );
+      const issuer = `${ctx.config.publicUrl}/t/${tenant.slug}`;
+      return { json: { id: tenant.id, slug: tenant.slug, issuer }, text: `created tenant ${tenant.slug} (${tenant.id}); issuer ${issuer}` };
+    },
+  },
+  'user create': {
+    usage: 'idp user create --tenant T --email E --password P [--name N] [--role R]…',
+    options: ['tenant', 'email', 'password', 'name', 'role'],
+    async run(ctx, args) {
+      const tenantId = await ctx.tenantId(option(args, 'tenant', true));
+      const user = await createUser(
+        { prisma: ctx.db.prisma, audit: ctx.audit, passwords: ctx.passwords },
+        tenantId,
+        {
+          email: option(args, 'email', true),
+          password: option(args, 'password', true),
+          name: option(args, 'name'),
+          roles: args.options.role ?? [],
+        },
+        ctx.actor,
+      );
+      return { json: { id: user.id, email: user.email, tenant_id: tenantId }, text: `created user ${user.email} (${user.id})` };
+    },
+  },
+  'audit verify': {
+    usage: 'idp audit verify --tenant T',
+    options: ['tenant'],
+    async run(ctx, args) {
+      const slug = option(args, 'tenant', true);
+      const result = await ctx.audit.verify(await ctx.tenantId(slug));
+      if (result.ok) return { json: { ok: true, events: result.count }, text: `audit chain of ${slug} intact: ${result.count} event(s)` };
+      const seq = result.firstBadSeq.toString();
+      return {
+        json: { ok: false, events: result.count, first_bad_seq: seq, reason: result.reason },
+        text: `audit chain of ${slug} is BROKEN at sequence ${seq}: ${result.reason}`,
+        exitCode: 3,
+      };
+    },
+  },
+  'vault reencrypt': {
+    usage: 'idp vault reencrypt',
+    options: [],
+    async run(ctx) {
+      const results = await reencryptAll(ctx.db.prisma, await ctx.vault());
+      const failed = results.reduce((sum, r) => sum + r.failed, 0);
+      const lines = results.map((r) => `${r.table}.${r.column}: ${r.reencrypted} re-encrypted, ${r.failed} undecryptable`);
+      if (failed) lines.push(`${failed} value(s) could not be decrypted with MASTER_KEY or MASTER_KEY_PREVIOUS`);
+      return { json: { ok: failed === 0, columns: results }, text: lines.join('\n'), exitCode: failed ? 4 : 0 };
+    },
+  },
+};

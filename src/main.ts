@@ -1,0 +1,47 @@
+import { systemClock } from './clock.js';
+import { ConfigError, loadConfig } from './config.js';
+import { createLogger } from './observability/logger.js';
+import { startServer } from './server.js';
+import { DEFAULT_TENANT, ensureDefaultTenant } from './tenants/first-start.js';
+
+async function main(): Promise<void> {
+  const config = loadConfig();
+  const logger = createLogger(config.logLevel);
+  const running = await startServer(config, logger, systemClock);
+  const first = await ensureDefaultTenant(running.deps);
+  const issuer = `${config.publicUrl}/t/${DEFAULT_TENANT}`;
+  if (first.created) {
+    const lines = [
+      '',
+      `  Tenant "${DEFAULT_TENANT}" created. Issuer: ${issuer}`,
+      `  Admin user: ${first.adminEmail}`,
+      first.generatedPassword
+        ? `  Admin password (shown once, store it now): ${first.generatedPassword}`
+        : '  Admin password: from ADMIN_PASSWORD',
+      `  Sign in at: ${issuer}/login`,
+      '',
+    ];
+    process.stdout.write(`${lines.join('\n')}\n`);
+  }
+  logger.info({ url: config.publicUrl, port: running.server.address() }, `listening; sign in at ${issuer}/login`);
+
+  const shutdown = (signal: string) => {
+    logger.info({ signal }, 'shutting down: finishing in-flight requests');
+    running.stop().then(
+      () => process.exit(0),
+      (error: unknown) => {
+        logger.error({ err: error }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.once('SIGTERM', () => shutdown('SIGTERM'));
+  process.once('SIGINT', () => shutdown('SIGINT'));
+}
+
+main().catch((error: unknown) => {
+  // One clear line, no stack: configuration and start-up errors are the operator's to fix.
+  const message = error instanceof ConfigError ? error.message : `start-up failed: ${(error as Error).message ?? String(error)}`;
+  process.stderr.write(`${message}\n`);
+  process.exit(error instanceof ConfigError ? 2 : 1);
+});

@@ -43,6 +43,11 @@ export async function createAppDeps(infra: Infrastructure): Promise<AppDeps> {
   };
 }
 
+/** Releases what createAppDeps subscribed to or cached; the stores stay open (their owner closes them). */
+export async function closeAppDeps(deps: AppDeps): Promise<void> {
+  await deps.tenants.close();
+}
+
 /** Routes under /t/:tenant, after the tenant is resolved. */
 function tenantRoutes(deps: AppDeps): Middleware {
   return async function tenantRoot(ctx, next) {

@@ -1,6 +1,6 @@
 import type { Server } from 'node:http';
 import path from 'node:path';
-import { type AppDeps, createApp, createAppDeps } from './app.js';
+import { type AppDeps, closeAppDeps, createApp, createAppDeps } from './app.js';
 import { type Clock, systemClock } from './clock.js';
 import type { Config } from './config.js';
 import { resolveMasterKey } from './crypto/master-key.js';
@@ -76,7 +76,7 @@ export async function startServer(config: Config, logger: Logger, clock: Clock =
       const grace = setTimeout(() => server.closeAllConnections(), config.shutdownGraceMs);
       await closed;
       clearTimeout(grace);
-      await deps.tenants.close();
+      await closeAppDeps(deps);
       await stores.kv.close();
       await stores.db.close();
       await stores.release();

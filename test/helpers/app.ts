@@ -1,0 +1,86 @@
+import { randomBytes } from 'node:crypto';
+import type { Server } from 'node:http';
+import type Koa from 'koa';
+import { type AppDeps, closeAppDeps, createApp, createAppDeps } from '../../src/app.js';
+import { type Clock, systemClock } from '../../src/clock.js';
+import { type Config, loadConfig } from '../../src/config.js';
+import { createLogger } from '../../src/observability/logger.js';
+import { ensureDefaultTenant } from '../../src/tenants/first-start.js';
+import { createTestStores, type TestStoreOptions, type TestStores } from './stores.js';
+
+export interface TestApp {
+  app: Koa;
+  deps: AppDeps;
+  stores: TestStores;
+  /** Base URL once `listen()` was called. */
+  url: string;
+  /** Starts an HTTP server on a free loopback port (for openid-client and browsers). */
+  listen(): Promise<string>;
+  close(): Promise<void>;
+}
+
+export interface TestAppOptions extends TestStoreOptions {
+  clock?: Clock;
+  /** Extra environment for loadConfig (PUBLIC_URL is set to the listening address by listen()). */
+  env?: Record<string, string>;
+  /** Create tenant `default` with admin@example.com / ADMIN_PASSWORD. */
+  seed?: boolean;
+}
+
+export const TEST_ADMIN_PASSWORD = 'test-admin-password';
+
+/**
+ * The one builder every integration test uses: real stores of the test's
+ * choosing (see stores.ts), the real app, a fresh master key.
+ */
+export async function createTestApp(options: TestAppOptions = {}): Promise<TestApp> {
+  const clock = options.clock ?? systemClock;
+  const stores = await createTestStores({ ...options, clock });
+  let config: Config = testConfig(options.env);
+  const masterKey = randomBytes(32);
+  const logger = createLogger(process.env.TEST_LOG_LEVEL ?? 'silent');
+  let deps = await createAppDeps({ config, db: stores.db, kv: stores.kv, logger, clock, masterKey });
+  let app = createApp(deps);
+  let server: Server | undefined;
+  if (options.seed) await ensureDefaultTenant(deps);
+
+  const testApp: TestApp = {
+    get app() {
+      return app;
+    },
+    get deps() {
+      return deps;
+    },
+    stores,
+    url: '',
+    async listen() {
+      // The issuer must be the address clients reach, so the app is rebuilt with PUBLIC_URL set to it.
+      server = await new Promise<Server>((resolve) => {
+        const s = app.listen(0, '127.0.0.1', () => resolve(s));
+      });
+      const address = server.address();
+      const url = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
+      await closeAppDeps(deps);
+      config = testConfig({ ...options.env, PUBLIC_URL: url });
+      deps = await createAppDeps({ config, db: stores.db, kv: stores.kv, logger, clock, masterKey });
+      app = createApp(deps);
+      server.removeAllListeners('request');
+      server.on('request', app.callback());
+      testApp.url = url;
+      return url;
+    },
+    async close() {
+      if (server) {
+        server.closeAllConnections();
+        await new Promise<void>((resolve) => server?.close(() => resolve()));
+      }
+      await closeAppDeps(deps);
+      await stores.close();
+    },
+  };
+  return testApp;
+}
+
+function testConfig(env: Record<string, string> = {}): Config {
+  return loadConfig({ NODE_ENV: 'test', ADMIN_PASSWORD: TEST_ADMIN_PASSWORD, LOG_LEVEL: 'silent', ...env });
+}

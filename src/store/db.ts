@@ -12,10 +12,16 @@ export { Prisma } from './generated/client.js';
 export interface Database {
   readonly kind: 'postgresql' | 'pglite';
   readonly prisma: PrismaClient;
-  /** The driver adapter factory, for the schema engine (migrations). */
-  readonly adapter: SqlMigrationAwareDriverAdapterFactory;
+  /** A driver adapter factory for the schema engine (migrations); release it when done. */
+  migrationAdapter(): MigrationAdapter;
   ping(): Promise<void>;
   close(): Promise<void>;
+}
+
+export interface MigrationAdapter {
+  factory: SqlMigrationAwareDriverAdapterFactory;
+  /** Closes the connections the schema engine opened (it does not close them itself). */
+  release(): Promise<void>;
 }
 
 export interface DatabaseOptions {
@@ -38,9 +44,39 @@ function openPostgres(url: string, max: number): Database {
   return {
     kind: 'postgresql',
     prisma,
-    adapter,
+    migrationAdapter: () => wholeScriptMigrations(new PrismaPg({ connectionString: url, max: 2 })),
     ping: () => prisma.$queryRaw`SELECT 1`.then(() => undefined),
     close: () => prisma.$disconnect(),
+  };
+}
+
+type ScriptRunner = { executeScript(script: string): Promise<void>; underlyingDriver(): unknown; dispose(): Promise<void> };
+
+/**
+ * @prisma/adapter-pg runs a migration script by splitting it on every `;`,
+ * which breaks dollar-quoted function bodies (our audit trigger). PostgreSQL's
+ * simple query protocol runs a whole multi-statement script as one implicit
+ * transaction, exactly as `prisma migrate deploy` would.
+ */
+function wholeScriptMigrations(factory: PrismaPg): MigrationAdapter {
+  const opened: ScriptRunner[] = [];
+  const patch = <T extends ScriptRunner>(adapter: T): T => {
+    adapter.executeScript = async (script) => {
+      await (adapter.underlyingDriver() as { query(sql: string): Promise<unknown> }).query(script);
+    };
+    opened.push(adapter);
+    return adapter;
+  };
+  return {
+    factory: {
+      provider: factory.provider,
+      adapterName: factory.adapterName,
+      connect: async () => patch(await factory.connect()),
+      connectToShadowDb: async () => patch(await factory.connectToShadowDb()),
+    },
+    release: async () => {
+      await Promise.all(opened.splice(0).map((adapter) => adapter.dispose()));
+    },
   };
 }
 
@@ -57,7 +93,8 @@ async function openPglite(dataDir?: string): Promise<Database> {
   return {
     kind: 'pglite',
     prisma,
-    adapter,
+    // Same PGlite instance: nothing of its own to release.
+    migrationAdapter: () => ({ factory: adapter, release: async () => {} }),
     ping: () => prisma.$queryRaw`SELECT 1`.then(() => undefined),
     close: async () => {
       await prisma.$disconnect();

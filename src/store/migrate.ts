@@ -9,7 +9,8 @@ import { openSchemaEngine, readMigrationList } from './schema-engine.js';
 export async function migrate(db: Database): Promise<string[]> {
   // Starting the engine costs seconds (a 5 MB wasm module); skip it when there is nothing to do.
   if ((await pendingMigrations(db)).length === 0) return [];
-  const engine = await openSchemaEngine(db.adapter);
+  const adapter = db.migrationAdapter();
+  const engine = await openSchemaEngine(adapter.factory);
   try {
     const result = await engine.applyMigrations({
       migrationsList: await readMigrationList(),
@@ -18,6 +19,7 @@ export async function migrate(db: Database): Promise<string[]> {
     return result.appliedMigrationNames;
   } finally {
     engine.free();
+    await adapter.release();
   }
 }
 

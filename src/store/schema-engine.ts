@@ -17,6 +17,10 @@ declare const WebAssembly: {
   instantiate(bytes: Uint8Array, imports: object): Promise<{ instance: { exports: Record<string, unknown> } }>;
 };
 
+function unrefSetTimeout(callback: () => void, ms: number): NodeJS.Timeout {
+  return setTimeout(callback, ms >>> 0).unref();
+}
+
 // The package's entry imports the .wasm file as an ES module, which Node 20
 // only allows behind --experimental-wasm-modules; instantiating it here keeps
 // every entry point (server, CLI, tests) free of that flag.
@@ -24,7 +28,12 @@ function initWasm(): Promise<void> {
   initialised ??= (async () => {
     const require = createRequire(import.meta.url);
     const wasmPath = path.join(path.dirname(require.resolve('@prisma/schema-engine-wasm/schema_engine_bg')), 'schema_engine_bg.wasm');
-    const { instance } = await WebAssembly.instantiate(await readFile(wasmPath), { './schema_engine_bg.js': bindings });
+    // The engine arms a 10 s timer per call and never clears it; unref'd, it no
+    // longer keeps a finished `idp migrate` (or any short-lived process) alive for 10 s.
+    const imports = Object.fromEntries(
+      Object.entries(bindings).map(([name, value]) => [name, name.startsWith('__wbg_setTimeout_') ? unrefSetTimeout : value]),
+    );
+    const { instance } = await WebAssembly.instantiate(await readFile(wasmPath), { './schema_engine_bg.js': imports });
     bindings.__wbg_set_wasm(instance.exports);
     (instance.exports.__wbindgen_start as () => void)();
   })();

@@ -26,7 +26,10 @@ const url = (protocols: string[]) =>
 const envSchema = z
   .object({
     NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
-    PORT: z.coerce.number().int().min(0).max(65535).default(3000),
+    // Digits only, and empty means unset: z.coerce would read '' as port 0 (a random port) and '0x50' as 80.
+    PORT: optional(z.string().regex(/^\d{1,5}$/, 'must be a port number'))
+      .transform((value) => Number(value ?? 3000))
+      .pipe(z.number().int().min(0).max(65535)),
     PUBLIC_URL: url(['http:', 'https:'])
       .default('http://localhost:3000')
       .transform((value) => value.replace(/\/+$/, '')),

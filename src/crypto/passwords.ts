@@ -1,4 +1,5 @@
 import argon2 from 'argon2';
+import bcrypt from 'bcryptjs';
 import { badRequest } from '../errors.js';
 
 /** OWASP's minimum for Argon2id: 19 MiB, two passes, one lane. Configurable upward only. */
@@ -12,6 +13,13 @@ export const OWASP_ARGON2ID: PasswordParams = Object.freeze({ memoryKiB: 19_456,
 
 /** Longer inputs are refused before hashing so they cannot be used to burn CPU. */
 export const MAX_PASSWORD_BYTES = 1024;
+
+/** Hashes imported from systems that used bcrypt; accepted until the user's next sign-in replaces them. */
+const BCRYPT_HASH = /^\$2[aby]\$\d{2}\$[./A-Za-z0-9]{53}$/;
+
+export function isBcryptHash(hash: string): boolean {
+  return BCRYPT_HASH.test(hash);
+}
 
 export interface PasswordHasher {
   hash(password: string): Promise<string>;
@@ -41,6 +49,9 @@ export function createPasswordHasher(params: PasswordParams = OWASP_ARGON2ID): P
     },
     async verify(hash, password) {
       if (Buffer.byteLength(password) > MAX_PASSWORD_BYTES) return false;
+      // A legacy hash costs bcrypt's time, not Argon2's: that only tells apart
+      // accounts not yet upgraded, and each is upgraded at its next sign-in.
+      if (hash && isBcryptHash(hash)) return verifyBcrypt(hash, password);
       if (!hash?.startsWith('$argon2')) {
         dummy ??= argon2.hash('dummy password for timing equalisation', options);
         await argon2.verify(await dummy, password);
@@ -56,6 +67,14 @@ export function createPasswordHasher(params: PasswordParams = OWASP_ARGON2ID): P
       return !hash.startsWith('$argon2id$') || argon2.needsRehash(hash, options);
     },
   };
+}
+
+async function verifyBcrypt(hash: string, password: string): Promise<boolean> {
+  try {
+    return await bcrypt.compare(password, hash);
+  } catch {
+    return false;
+  }
 }
 
 export function assertAcceptableLength(password: string): void {

@@ -30,6 +30,8 @@ export type VerifyResult = { ok: true; count: number } | { ok: false; count: num
 const SECRET_KEY = /pass(word)?|secret|token|^code$|private|otp|totp|recovery|credential|api_?key|authorization|cookie/i;
 
 export function scrubMetadata(value: unknown): unknown {
+  // Dates (and anything else with toJSON) as JSON would store them; Object.entries would turn a Date into {}.
+  if (typeof (value as { toJSON?: unknown } | null)?.toJSON === 'function') return scrubMetadata((value as { toJSON(): unknown }).toJSON());
   if (Array.isArray(value)) return value.map(scrubMetadata);
   if (value === null || typeof value !== 'object') return value;
   return Object.fromEntries(

@@ -330,10 +330,11 @@ describe('idp audit verify (real process)', () => {
 
   describe.runIf(Boolean(process.env.DATABASE_URL))('on PostgreSQL', () => {
     let stores: TestStores;
+    // beforeAll's returned function is its teardown (one afterAll per scope keeps Biome's noDuplicateTestHooks quiet).
     beforeAll(async () => {
       stores = await createTestStores({ clock });
+      return () => stores.close();
     });
-    afterAll(() => stores?.close());
 
     it('exits 0 for an intact chain and non-zero naming the first bad sequence after tampering', async () => {
       const url = stores.databaseUrl ?? '';
@@ -356,8 +357,8 @@ describe('idp audit verify (real process)', () => {
     let dataDir: Awaited<ReturnType<typeof tempDir>>;
     beforeAll(async () => {
       dataDir = await tempDir('audit');
+      return () => dataDir.remove();
     });
-    afterAll(() => dataDir?.remove());
 
     it('exits 0 for an intact chain and non-zero naming the first bad sequence after tampering', async () => {
       await scenario(async () => {

@@ -4,10 +4,13 @@ import type { Clock } from './clock.js';
 import type { Config } from './config.js';
 import { createPasswordHasher, type PasswordHasher } from './crypto/passwords.js';
 import { createVault, type Vault } from './crypto/vault.js';
+import { assetRoutes } from './interaction/assets.js';
 import { healthRoutes } from './observability/health.js';
 import { bodyLimit, observeRequests, requestId } from './observability/http.js';
 import type { Logger } from './observability/logger.js';
 import { createMetrics, type Metrics } from './observability/metrics.js';
+import { oidcRoutes } from './oidc/mount.js';
+import { createOidcRegistry, type OidcRegistry } from './oidc/registry.js';
 import { securityHeaders } from './security/headers.js';
 import type { Database, KvStore } from './store/index.js';
 import { requireTenant, tenantEdge } from './tenants/edge.js';
@@ -30,33 +33,40 @@ export interface AppDeps extends Infrastructure {
   passwords: PasswordHasher;
   tenants: TenantDirectory;
   metrics: Metrics;
+  oidc: OidcRegistry;
 }
 
 export async function createAppDeps(infra: Infrastructure): Promise<AppDeps> {
+  const audit = createAuditLog({ prisma: infra.db.prisma, clock: infra.clock });
+  const vault = createVault({ masterKey: infra.masterKey, previousMasterKeys: infra.config.previousMasterKeys });
   return {
     ...infra,
-    audit: createAuditLog({ prisma: infra.db.prisma, clock: infra.clock }),
-    vault: createVault({ masterKey: infra.masterKey, previousMasterKeys: infra.config.previousMasterKeys }),
+    audit,
+    vault,
     passwords: createPasswordHasher(),
     tenants: await createTenantDirectory({ prisma: infra.db.prisma, kv: infra.kv }),
     metrics: createMetrics(),
+    oidc: await createOidcRegistry({ ...infra, audit, vault }),
   };
 }
 
 /** Releases what createAppDeps subscribed to or cached; the stores stay open (their owner closes them). */
 export async function closeAppDeps(deps: AppDeps): Promise<void> {
+  await deps.oidc.close();
   await deps.tenants.close();
 }
 
 /** Routes under /t/:tenant, after the tenant is resolved. */
 function tenantRoutes(deps: AppDeps): Middleware {
+  const oidc = oidcRoutes({ registry: deps.oidc, publicUrl: deps.config.publicUrl });
   return async function tenantRoot(ctx, next) {
     const tenant = requireTenant(ctx.state);
-    if (ctx.path === `/t/${tenant.slug}` || ctx.path === `/t/${tenant.slug}/`) {
-      ctx.body = { tenant: tenant.slug, display_name: tenant.displayName, issuer: `${deps.config.publicUrl}/t/${tenant.slug}` };
+    const prefix = `/t/${tenant.slug}`;
+    if (ctx.path === prefix || ctx.path === `${prefix}/`) {
+      ctx.body = { tenant: tenant.slug, display_name: tenant.displayName, issuer: `${deps.config.publicUrl}${prefix}` };
       return;
     }
-    await next();
+    await oidc(ctx, next);
   };
 }
 
@@ -69,6 +79,7 @@ export function createApp(deps: AppDeps): Koa {
   app.use(bodyLimit(deps.config.bodyLimitBytes));
   app.use(health.routes());
   app.use(health.allowedMethods());
+  app.use(assetRoutes());
   app.use(tenantEdge(deps.tenants, tenantRoutes(deps)));
   return app;
 }

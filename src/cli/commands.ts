@@ -1,5 +1,7 @@
 import { reencryptAll } from '../crypto/reencrypt.js';
 import { badRequest } from '../errors.js';
+import { createClient, GRANT_TYPES } from '../oidc/clients.js';
+import { rotateKeys } from '../oidc/keys.js';
 import { migrate } from '../store/index.js';
 import { createTenant } from '../tenants/tenants.js';
 import { createUser } from '../users/users.js';
@@ -8,6 +10,7 @@ import type { CliContext } from './context.js';
 export interface ParsedArgs {
   positionals: string[];
   options: Record<string, string[]>;
+  flags: Set<string>;
 }
 
 export interface CommandResult {
@@ -23,6 +26,8 @@ export interface Command {
   usage: string;
   /** Option names it takes; repeatable ones may be given several times. */
   options: readonly string[];
+  /** Boolean switches it takes. */
+  flags?: readonly string[];
   migrating?: boolean;
   run(ctx: CliContext, args: ParsedArgs): Promise<CommandResult>;
 }
@@ -87,6 +92,63 @@ export const COMMANDS: Record<string, Command> = {
         ctx.actor,
       );
       return { json: { id: user.id, email: user.email, tenant_id: tenantId }, text: `created user ${user.email} (${user.id})` };
+    },
+  },
+  'client create': {
+    usage:
+      'idp client create --tenant T --name N [--grant G]… [--redirect-uri U]… [--post-logout-redirect-uri U]… [--scope S] [--public] [--first-party] [--resource-server]',
+    options: ['tenant', 'name', 'grant', 'redirect-uri', 'post-logout-redirect-uri', 'scope'],
+    flags: ['public', 'first-party', 'resource-server'],
+    async run(ctx, args) {
+      const slug = option(args, 'tenant', true);
+      const tenantId = await ctx.tenantId(slug);
+      const grants = args.options.grant ?? [];
+      const unknown = grants.filter((g) => !(GRANT_TYPES as readonly string[]).includes(g));
+      if (unknown.length) throw badRequest(`unknown grant type ${unknown.join(', ')} (one of ${GRANT_TYPES.join(', ')})`);
+      const created = await createClient(
+        { prisma: ctx.db.prisma, audit: ctx.audit },
+        tenantId,
+        {
+          name: option(args, 'name', true),
+          grantTypes: grants.length ? (grants as (typeof GRANT_TYPES)[number][]) : undefined,
+          redirectUris: args.options['redirect-uri'] ?? [],
+          postLogoutRedirectUris: args.options['post-logout-redirect-uri'] ?? [],
+          scope: option(args, 'scope'),
+          public: args.flags.has('public'),
+          firstParty: args.flags.has('first-party'),
+          resourceServer: args.flags.has('resource-server'),
+        },
+        ctx.actor,
+      );
+      await ctx.announce({ tenantId, slug, what: 'clients' });
+      const lines = [`client_id: ${created.clientId}`];
+      if (created.clientSecret) lines.push(`client_secret: ${created.clientSecret}`, '(the secret is shown once; only its hash is stored)');
+      return {
+        json: {
+          client_id: created.clientId,
+          ...(created.clientSecret ? { client_secret: created.clientSecret } : {}),
+          ...created.metadata,
+        },
+        text: lines.join('\n'),
+      };
+    },
+  },
+  'keys rotate': {
+    usage: 'idp keys rotate --tenant T',
+    options: ['tenant'],
+    async run(ctx, args) {
+      const slug = option(args, 'tenant', true);
+      const tenantId = await ctx.tenantId(slug);
+      const results = await rotateKeys(
+        { prisma: ctx.db.prisma, vault: await ctx.vault(), clock: ctx.clock, audit: ctx.audit },
+        tenantId,
+        ctx.actor,
+      );
+      await ctx.announce({ tenantId, slug, what: 'keys' });
+      return {
+        json: { rotated: results },
+        text: results.map((r) => `${r.alg}: active ${r.activated}, previous ${r.previous ?? '-'}, next ${r.next}`).join('\n'),
+      };
     },
   },
   'audit verify': {

@@ -8,7 +8,8 @@ import { createPasswordHasher, type PasswordHasher } from '../crypto/passwords.j
 import { createVault, type Vault } from '../crypto/vault.js';
 import { notFound } from '../errors.js';
 import { lockDataDir } from '../store/data-dir-lock.js';
-import { type Database, migrate, openDatabase, pendingMigrations } from '../store/index.js';
+import { type Database, migrate, openDatabase, openKv, pendingMigrations } from '../store/index.js';
+import { publishTenantChange, type TenantChange } from '../tenants/tenants.js';
 
 /** What a CLI command works with; opened per invocation, closed after it. */
 export interface CliContext {
@@ -20,6 +21,8 @@ export interface CliContext {
   vault(): Promise<Vault>;
   actor: { type: 'cli'; id: string };
   tenantId(slug: string): Promise<string>;
+  /** Tells running nodes (through Redis, when configured) to drop what they cached about the tenant. */
+  announce(change: TenantChange): Promise<void>;
 }
 
 function operator(): string {
@@ -72,6 +75,16 @@ export async function openCliContext(
       const tenant = await prisma.tenant.findUnique({ where: { slug }, select: { id: true } });
       if (!tenant) throw notFound(`no tenant "${slug}"`);
       return tenant.id;
+    },
+    async announce(change) {
+      // Without Redis there is no other node to tell: the embedded store is single-process.
+      if (!config.redisUrl) return;
+      const kv = await openKv({ url: config.redisUrl });
+      try {
+        await publishTenantChange(kv, change);
+      } finally {
+        await kv.close();
+      }
     },
     close,
   };

@@ -27,6 +27,7 @@ function parse(command: Command, rest: string[]): ParsedArgs & { json: boolean }
     options: Object.fromEntries([
       ['json', { type: 'boolean' as const }],
       ...command.options.map((name) => [name, { type: 'string' as const, multiple: true }]),
+      ...(command.flags ?? []).map((name) => [name, { type: 'boolean' as const }]),
     ]),
   });
   const parsed = values as Record<string, unknown>;
@@ -35,7 +36,8 @@ function parse(command: Command, rest: string[]): ParsedArgs & { json: boolean }
     const value = parsed[name];
     if (Array.isArray(value)) options[name] = value.map(String);
   }
-  return { positionals, options, json: parsed.json === true };
+  const flags = new Set((command.flags ?? []).filter((name) => parsed[name] === true));
+  return { positionals, options, flags, json: parsed.json === true };
 }
 
 function fail(message: string, json: boolean, code: string, exitCode: number): number {

@@ -28,13 +28,20 @@ export function routeLabel(path: string): string {
 export function observeRequests({ logger, metrics }: { logger: Logger; metrics: Metrics }): Middleware {
   return async function observe(ctx, next) {
     const started = process.hrtime.bigint();
+    // Read now: a mounted app may rewrite req.url.
+    const path = ctx.path;
     try {
       await next();
-      if (ctx.status === 404 && ctx.body == null) {
+      // respond=false: a mounted app (oidc-provider) wrote the response itself.
+      if (ctx.respond !== false && ctx.status === 404 && ctx.body == null) {
         ctx.status = 404;
         ctx.body = { error: 'not_found', error_description: 'no such route' };
       }
     } catch (error) {
+      if (ctx.headerSent) {
+        logger.error({ err: error, requestId: ctx.state.requestId }, 'error after the response started');
+        return;
+      }
       const mapped = toHttpError(error);
       ctx.status = mapped.status;
       ctx.set(mapped.headers);
@@ -43,13 +50,11 @@ export function observeRequests({ logger, metrics }: { logger: Logger; metrics: 
       else if (mapped.status >= 500) logger.warn({ requestId: ctx.state.requestId, error: mapped.body.error }, 'dependency unavailable');
     } finally {
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-      const route = routeLabel(ctx.path);
-      metrics.httpRequests.inc({ method: ctx.method, route, status: String(ctx.status) });
+      const route = routeLabel(path);
+      const status = ctx.respond === false ? ctx.res.statusCode : ctx.status;
+      metrics.httpRequests.inc({ method: ctx.method, route, status: String(status) });
       metrics.httpDuration.observe({ method: ctx.method, route }, seconds);
-      logger.info(
-        { requestId: ctx.state.requestId, method: ctx.method, path: ctx.path, status: ctx.status, ms: Math.round(seconds * 1000) },
-        'request',
-      );
+      logger.info({ requestId: ctx.state.requestId, method: ctx.method, path, status, ms: Math.round(seconds * 1000) }, 'request');
     }
   };
 }

@@ -1,0 +1,224 @@
+import type { Adapter, AdapterPayload } from 'oidc-provider';
+import { errors } from 'oidc-provider';
+import type { AuditLog } from '../audit/audit.js';
+import type { Clock } from '../clock.js';
+import { sha256 } from '../crypto/random.js';
+import type { Prisma, PrismaClient } from '../store/db.js';
+import type { KvStore } from '../store/index.js';
+import type { AccessTokenVerifier } from './access-tokens.js';
+import { clientMetadataFor } from './clients.js';
+import { JWT_HANDLE_PREFIX, oidcRequestContext } from './request-context.js';
+
+/** Models whose loss would sign users out or break refresh: PostgreSQL. Everything else is short-lived: the KvStore. */
+export const DURABLE_MODELS = new Set(['Session', 'Grant', 'RefreshToken', 'AccessToken', 'ClientCredentials']);
+/** Our access tokens are JWTs: never stored, verified by signature (and denylist) when presented. */
+const JWT_MODELS = new Set(['AccessToken', 'ClientCredentials']);
+const DENYLIST_TTL_SECONDS = 900;
+
+export interface AdapterDeps {
+  prisma: PrismaClient;
+  kv: KvStore;
+  clock: Clock;
+  tenantId: string;
+  accessTokens: AccessTokenVerifier;
+  audit: AuditLog;
+}
+
+/**
+ * The value a token or session is known by is its bearer credential, so only
+ * its SHA-256 is stored, and it is removed from the stored payload (`jti`).
+ */
+const storedId = (id: string) => sha256(id);
+
+function withoutJti(payload: AdapterPayload): AdapterPayload {
+  const { jti: _jti, ...rest } = payload;
+  return rest;
+}
+
+export function createAdapterClass(deps: AdapterDeps) {
+  return class TenantAdapter implements Adapter {
+    private readonly store: ModelStore;
+
+    constructor(readonly name: string) {
+      this.store = name === 'Client' ? clientStore(deps) : DURABLE_MODELS.has(name) ? durableStore(deps, name) : kvStore(deps, name);
+    }
+
+    upsert(id: string, payload: AdapterPayload, expiresIn: number) {
+      return this.store.upsert(id, payload, expiresIn);
+    }
+
+    async find(id: string) {
+      if (JWT_MODELS.has(this.name) && isJwtLike(id)) return findJwtAccessToken(deps, this.name, id);
+      const payload = await this.store.find(id);
+      return payload && { ...payload, jti: id };
+    }
+
+    async findByUid(uid: string) {
+      const found = await this.store.findByUid(uid);
+      return found && { ...found.payload, jti: found.id };
+    }
+
+    async findByUserCode(userCode: string) {
+      const found = await this.store.findByUserCode(userCode);
+      return found && { ...found.payload, jti: found.id };
+    }
+
+    async destroy(id: string) {
+      // Revoking a JWT access token: oidc-provider passes its jti, which goes on the denylist every node reads.
+      if (JWT_MODELS.has(this.name)) {
+        await deps.kv.set(denylistKey(deps.tenantId, id), '1', DENYLIST_TTL_SECONDS);
+        await deps.audit.append(deps.tenantId, {
+          actor: { type: 'client' },
+          action: 'oidc.access_token.revoked',
+          resource: { type: 'access_token', id },
+        });
+      }
+      await this.store.destroy(id);
+    }
+
+    consume(id: string) {
+      return this.store.consume(id);
+    }
+
+    revokeByGrantId(grantId: string) {
+      return this.store.revokeByGrantId(grantId);
+    }
+  };
+}
+
+export const denylistKey = (tenantId: string, jti: string) => `oidc:${tenantId}:denied-jti:${sha256(jti)}`;
+
+function isJwtLike(id: string): boolean {
+  return id.startsWith(JWT_HANDLE_PREFIX) || id.split('.').length === 3;
+}
+
+async function findJwtAccessToken(deps: AdapterDeps, model: string, idOrHandle: string): Promise<AdapterPayload | undefined> {
+  const request = oidcRequestContext.getStore();
+  const jwt = idOrHandle.startsWith(JWT_HANDLE_PREFIX) ? request?.jwtHandles.get(idOrHandle) : idOrHandle;
+  if (!jwt) return undefined;
+  const payload = await deps.accessTokens.payloadOf(jwt);
+  if (!payload || payload.kind !== model) return undefined;
+  // userinfo refuses any token with an audience; ours always has one (the API), and openid scope suffices there.
+  if (request?.route === 'userinfo') return { ...payload, aud: undefined };
+  return payload;
+}
+
+interface Found {
+  id: string;
+  payload: AdapterPayload;
+}
+
+interface ModelStore {
+  upsert(id: string, payload: AdapterPayload, expiresIn: number): Promise<void>;
+  find(id: string): Promise<AdapterPayload | undefined>;
+  findByUid(uid: string): Promise<Found | undefined>;
+  findByUserCode(userCode: string): Promise<Found | undefined>;
+  destroy(id: string): Promise<void>;
+  consume(id: string): Promise<void>;
+  revokeByGrantId(grantId: string): Promise<void>;
+}
+
+const alreadyConsumed = () => new errors.InvalidGrant('grant request is invalid');
+
+function durableStore({ prisma, clock, tenantId }: AdapterDeps, model: string): ModelStore {
+  const key = (id: string) => ({ tenantId_model_id: { tenantId, model, id: storedId(id) } });
+  const live = () => ({ OR: [{ expiresAt: null }, { expiresAt: { gt: new Date(clock.now()) } }] });
+  const toPayload = (row: { payload: unknown; consumedAt: Date | null }): AdapterPayload => ({
+    ...(row.payload as AdapterPayload),
+    ...(row.consumedAt ? { consumed: Math.floor(row.consumedAt.getTime() / 1000) } : {}),
+  });
+  // Session lookups by uid need the original id back: the payload keeps it only for sessions, whose id is not a bearer token on its own.
+  return {
+    async upsert(id, payload, expiresIn) {
+      const data = {
+        payload: (model === 'Session' ? payload : withoutJti(payload)) as Prisma.InputJsonValue,
+        grantId: payload.grantId ?? null,
+        uid: payload.uid ?? null,
+        userCode: payload.userCode ?? null,
+        expiresAt: expiresIn ? new Date(clock.now() + expiresIn * 1000) : null,
+      };
+      await prisma.oidcPayload.upsert({ where: key(id), create: { tenantId, model, id: storedId(id), ...data }, update: data });
+    },
+    async find(id) {
+      const row = await prisma.oidcPayload.findFirst({ where: { tenantId, model, id: storedId(id), ...live() } });
+      return row ? toPayload(row) : undefined;
+    },
+    async findByUid(uid) {
+      const row = await prisma.oidcPayload.findFirst({ where: { tenantId, model, uid, ...live() } });
+      const payload = row && toPayload(row);
+      return payload?.jti ? { id: payload.jti, payload } : undefined;
+    },
+    async findByUserCode() {
+      return undefined;
+    },
+    async destroy(id) {
+      await prisma.oidcPayload.deleteMany({ where: { tenantId, model, id: storedId(id) } });
+    },
+    async consume(id) {
+      // One conditional update: of concurrent redemptions exactly one changes the row.
+      const { count } = await prisma.oidcPayload.updateMany({
+        where: { tenantId, model, id: storedId(id), consumedAt: null },
+        data: { consumedAt: new Date(clock.now()) },
+      });
+      if (count !== 1) throw alreadyConsumed();
+    },
+    async revokeByGrantId(grantId) {
+      await prisma.oidcPayload.deleteMany({ where: { tenantId, grantId } });
+    },
+  };
+}
+
+function kvStore({ kv, tenantId }: AdapterDeps, model: string): ModelStore {
+  const key = (id: string) => `oidc:${tenantId}:${model}:${storedId(id)}`;
+  const consumedKey = (id: string) => `${key(id)}:consumed`;
+  const uidKey = (uid: string) => `oidc:${tenantId}:${model}:uid:${sha256(uid)}`;
+  return {
+    async upsert(id, payload, expiresIn) {
+      const ttl = Math.max(1, expiresIn);
+      await kv.set(key(id), JSON.stringify(withoutJti(payload)), ttl);
+      if (payload.uid) await kv.set(uidKey(payload.uid), id, ttl);
+    },
+    async find(id) {
+      const [raw, consumed] = await Promise.all([kv.get(key(id)), kv.get(consumedKey(id))]);
+      if (!raw) return undefined;
+      const payload = JSON.parse(raw) as AdapterPayload;
+      return consumed ? { ...payload, consumed: Number(consumed) } : payload;
+    },
+    async findByUid(uid) {
+      const id = await kv.get(uidKey(uid));
+      const payload = id ? await this.find(id) : undefined;
+      return id && payload ? { id, payload } : undefined;
+    },
+    async findByUserCode() {
+      return undefined;
+    },
+    async destroy(id) {
+      await kv.del(key(id), consumedKey(id));
+    },
+    async consume(id) {
+      const first = await kv.setIfAbsent(consumedKey(id), String(Math.floor(Date.now() / 1000)), 600);
+      if (!first) throw alreadyConsumed();
+    },
+    async revokeByGrantId() {
+      // Short-lived records of a revoked grant die with it: redeeming them loads the (deleted) Grant and fails.
+    },
+  };
+}
+
+function clientStore({ prisma, tenantId }: AdapterDeps): ModelStore {
+  const readOnly = async () => {
+    throw new Error('clients are managed through the management API and CLI');
+  };
+  return {
+    upsert: readOnly,
+    async find(clientId) {
+      const row = await prisma.client.findFirst({ where: { tenantId, clientId } });
+      return row ? clientMetadataFor(row) : undefined;
+    },
+    findByUid: async () => undefined,
+    findByUserCode: async () => undefined,
+    destroy: readOnly,
+    consume: readOnly,
+    revokeByGrantId: async () => {},
+  };
+}

@@ -1,0 +1,65 @@
+import { randomBytes } from 'node:crypto';
+import { parse as parseQuery } from 'node:querystring';
+import type { Context, Middleware } from 'koa';
+import { badRequest } from '../errors.js';
+import { requireTenant } from '../tenants/edge.js';
+import type { OidcRegistry } from './registry.js';
+import { JWT_HANDLE_PREFIX, type OidcRequestContext, oidcRequestContext } from './request-context.js';
+
+/** oidc-provider's own limit for form bodies. */
+const FORM_LIMIT = 56 * 1024;
+
+async function readFormBody(ctx: Context): Promise<Record<string, string | string[] | undefined>> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of ctx.req) {
+    size += (chunk as Buffer).length;
+    if (size > FORM_LIMIT) throw badRequest('request body too large');
+    chunks.push(chunk as Buffer);
+  }
+  return parseQuery(Buffer.concat(chunks).toString('utf8'));
+}
+
+/**
+ * oidc-provider refuses JWTs at introspection and revocation because it never
+ * stored them. Ours are verifiable, so the JWT is swapped for a random handle
+ * the adapter resolves (and verifies) within this request only.
+ */
+async function swapJwtForHandle(ctx: Context, request: OidcRequestContext): Promise<void> {
+  if (!ctx.is('application/x-www-form-urlencoded')) return;
+  const body = await readFormBody(ctx);
+  const token = body.token;
+  if (typeof token === 'string' && token.split('.').length === 3) {
+    const handle = `${JWT_HANDLE_PREFIX}${randomBytes(16).toString('base64url')}`;
+    request.jwtHandles.set(handle, token);
+    body.token = handle;
+  }
+  // oidc-provider reads an already-parsed body from req.body.
+  (ctx.req as typeof ctx.req & { body?: unknown }).body = body;
+}
+
+/** Hands every other /t/:tenant/… request to the tenant's oidc-provider. */
+export function oidcRoutes({ registry, publicUrl }: { registry: OidcRegistry; publicUrl: string }): Middleware {
+  const publicHost = new URL(publicUrl).host;
+  return async function serveOidc(ctx) {
+    const tenant = requireTenant(ctx.state);
+    const oidc = await registry.get(tenant);
+    const prefix = `/t/${tenant.slug}`;
+    const subpath = ctx.path.slice(prefix.length) || '/';
+    const request: OidcRequestContext = { route: 'other', jwtHandles: new Map() };
+    if (ctx.method === 'POST' && (subpath === '/token/introspection' || subpath === '/token/revocation')) {
+      request.route = subpath === '/token/introspection' ? 'introspection' : 'revocation';
+      await swapJwtForHandle(ctx, request);
+    } else if (subpath === '/me') {
+      request.route = 'userinfo';
+    }
+    // Express-style mounting, which oidc-provider understands: originalUrl keeps the prefix.
+    (ctx.req as typeof ctx.req & { originalUrl?: string }).originalUrl = ctx.req.url;
+    ctx.req.url = ctx.req.url?.slice(prefix.length) || '/';
+    if (!ctx.req.url.startsWith('/')) ctx.req.url = `/${ctx.req.url}`;
+    // Endpoint URLs in discovery follow the public URL, not whatever Host the request carried.
+    ctx.req.headers.host = publicHost;
+    ctx.respond = false;
+    await oidcRequestContext.run(request, () => oidc.handle(ctx.req, ctx.res));
+  };
+}

@@ -1,11 +1,12 @@
 import { systemClock } from './clock.js';
 import { ConfigError, loadConfig } from './config.js';
 import { createLogger } from './observability/logger.js';
-import { startServer } from './server.js';
-import { DEFAULT_TENANT, ensureDefaultTenant } from './tenants/first-start.js';
 
 async function main(): Promise<void> {
   const config = loadConfig();
+  // Loaded after the configuration is known good, so a bad one is reported alone, before any library speaks.
+  const { startServer } = await import('./server.js');
+  const { DEFAULT_TENANT, ensureDefaultTenant } = await import('./tenants/first-start.js');
   const logger = createLogger(config.logLevel);
   const running = await startServer(config, logger, systemClock);
   const first = await ensureDefaultTenant(running.deps);

@@ -5,6 +5,7 @@ import type { Config } from './config.js';
 import { createPasswordHasher, type PasswordHasher } from './crypto/passwords.js';
 import { createVault, type Vault } from './crypto/vault.js';
 import { assetRoutes } from './interaction/assets.js';
+import { interactionRoutes } from './interaction/routes.js';
 import { healthRoutes } from './observability/health.js';
 import { bodyLimit, observeRequests, requestId } from './observability/http.js';
 import type { Logger } from './observability/logger.js';
@@ -59,6 +60,7 @@ export async function closeAppDeps(deps: AppDeps): Promise<void> {
 /** Routes under /t/:tenant, after the tenant is resolved. */
 function tenantRoutes(deps: AppDeps): Middleware {
   const oidc = oidcRoutes({ registry: deps.oidc, publicUrl: deps.config.publicUrl });
+  const interaction = interactionRoutes(deps);
   return async function tenantRoot(ctx, next) {
     const tenant = requireTenant(ctx.state);
     const prefix = `/t/${tenant.slug}`;
@@ -66,6 +68,7 @@ function tenantRoutes(deps: AppDeps): Middleware {
       ctx.body = { tenant: tenant.slug, display_name: tenant.displayName, issuer: `${deps.config.publicUrl}${prefix}` };
       return;
     }
+    if (ctx.path.startsWith(`${prefix}/interaction/`)) return interaction(ctx, next);
     await oidc(ctx, next);
   };
 }

@@ -27,7 +27,7 @@ export interface InteractionDeps {
 }
 
 /** Authentication context class references this server puts in ID tokens (the provider's `acrValues`). */
-export const ACR = Object.freeze({ password: 'urn:idp:acr:password', multiFactor: 'urn:idp:acr:mfa' });
+export const ACR = Object.freeze({ password: 'urn:idp:acr:pwd', multiFactor: 'urn:idp:acr:mfa' });
 
 /** The one message for every failed sign-in, whatever the reason: nothing here tells which accounts exist. */
 export const SIGN_IN_FAILED = 'Incorrect email or password.';

@@ -46,7 +46,7 @@ const UNAVAILABLE_CODES = new Set([
   'P2024',
 ]);
 const UNAVAILABLE_MESSAGES =
-  /Connection is closed|Command timed out|MaxRetriesPerRequest|Stream isn't writeable|Connection terminated|Can't reach database server|connect ECONNREFUSED|DatabaseNotReachable|terminating connection/i;
+  /Connection is closed|Command timed out|MaxRetriesPerRequest|Stream isn't writeable|Connection terminated|Can't reach database server|connect ECONNREFUSED|DatabaseNotReachable|terminating connection|PGlite is closed/i;
 
 /** True when `error` (or what caused it) says PostgreSQL or Redis is out of reach. */
 export function isDependencyUnavailable(error: unknown, depth = 0): boolean {

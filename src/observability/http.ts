@@ -50,8 +50,9 @@ export function observeRequests({ logger, metrics }: { logger: Logger; metrics: 
       else if (mapped.status >= 500) logger.warn({ requestId: ctx.state.requestId, error: mapped.body.error }, 'dependency unavailable');
     } finally {
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-      const route = routeLabel(path);
       const status = ctx.respond === false ? ctx.res.statusCode : ctx.status;
+      // A 404 matched no route: its path is the caller's invention and must not become a series of its own.
+      const route = status === 404 ? 'unmatched' : routeLabel(path);
       metrics.httpRequests.inc({ method: ctx.method, route, status: String(status) });
       metrics.httpDuration.observe({ method: ctx.method, route }, seconds);
       logger.info({ requestId: ctx.state.requestId, method: ctx.method, path, status, ms: Math.round(seconds * 1000) }, 'request');

@@ -78,7 +78,9 @@ export async function createRedisKv({ url, prefix = 'idp:' }: RedisKvOptions): P
         set.delete(handler);
         if (set.size === 0) {
           handlers.delete(name);
-          await connection.unsubscribe(name);
+          // With Redis gone there is nothing to unsubscribe from; failing here made a
+          // SIGTERM while Redis was down abort the shutdown before the database closed.
+          await connection.unsubscribe(name).catch(() => {});
         }
       };
     },

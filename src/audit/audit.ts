@@ -41,31 +41,68 @@ export function scrubMetadata(value: unknown): unknown {
 
 const USER_AGENT_MAX = 512;
 
+/** Events of one tenant written by one transaction, at most. */
+const MAX_BATCH = 500;
+const TRANSACTION_OPTIONS = { maxWait: 10_000, timeout: 20_000 };
+
+interface Pending {
+  event: AuditEventInput;
+  resolve(record: AuditRecord): void;
+  reject(error: unknown): void;
+}
+
 export function createAuditLog({ prisma, clock }: { prisma: PrismaClient; clock: Clock }): AuditLog {
+  const queues = new Map<string, Pending[]>();
+
+  /**
+   * Appends that arrive while a tenant's previous batch is being written are
+   * written together, under one lock of the chain head: the chain stays
+   * strictly ordered while throughput no longer pays a transaction per event.
+   */
+  async function drain(tenantId: string, queue: Pending[]): Promise<void> {
+    while (queue.length > 0) {
+      const batch = queue.splice(0, MAX_BATCH);
+      try {
+        const records = await prisma.$transaction(
+          (tx) =>
+            appendInTransaction(
+              tx,
+              clock,
+              tenantId,
+              batch.map((p) => p.event),
+            ),
+          TRANSACTION_OPTIONS,
+        );
+        batch.forEach((pending, i) => pending.resolve(records[i] as AuditRecord));
+      } catch (error) {
+        for (const pending of batch) pending.reject(error);
+      }
+    }
+    queues.delete(tenantId);
+  }
+
   return {
-    append: (tenantId, event, tx) =>
-      tx ? appendInTransaction(tx, clock, tenantId, event) : prisma.$transaction((own) => appendInTransaction(own, clock, tenantId, event)),
+    async append(tenantId, event, tx) {
+      if (tx) return (await appendInTransaction(tx, clock, tenantId, [event]))[0] as AuditRecord;
+      return new Promise<AuditRecord>((resolve, reject) => {
+        const queue = queues.get(tenantId);
+        if (queue) {
+          queue.push({ event, resolve, reject });
+          return;
+        }
+        const fresh: Pending[] = [{ event, resolve, reject }];
+        queues.set(tenantId, fresh);
+        void drain(tenantId, fresh);
+      });
+    },
     verify: (tenantId) => verify(prisma, tenantId),
   };
 }
 
-/**
- * Appends under the row lock of the tenant's chain head, so concurrent appends
- * (on any node) serialise into one gap-free chain.
- */
-async function appendInTransaction(
-  tx: Prisma.TransactionClient,
-  clock: Clock,
-  tenantId: string,
-  event: AuditEventInput,
-): Promise<AuditRecord> {
-  await tx.$executeRaw`INSERT INTO "AuditHead" ("tenantId", seq, hash) VALUES (${tenantId}::uuid, 0, ${GENESIS_HASH}) ON CONFLICT DO NOTHING`;
-  const [head] = await tx.$queryRaw<{ seq: bigint; hash: string }[]>`
-      SELECT seq, hash FROM "AuditHead" WHERE "tenantId" = ${tenantId}::uuid FOR UPDATE`;
-  if (!head) throw new Error('audit chain head missing');
-  const fields: ChainedFields = {
+function chainedFields(clock: Clock, tenantId: string, seq: bigint, event: AuditEventInput): ChainedFields {
+  return {
     tenantId,
-    seq: BigInt(head.seq) + 1n,
+    seq,
     // Millisecond precision: what the timestamptz(3) column keeps, so the hash verifies after a round trip.
     occurredAt: new Date(Math.floor(clock.now())),
     actorType: event.actor.type,
@@ -77,10 +114,33 @@ async function appendInTransaction(
     userAgent: event.userAgent?.slice(0, USER_AGENT_MAX) ?? null,
     metadata: scrubMetadata(event.metadata ?? {}),
   };
-  const hash = chainHash(head.hash, fields);
-  await tx.auditEvent.create({ data: { ...fields, metadata: fields.metadata as object, prevHash: head.hash, hash } });
-  await tx.auditHead.update({ where: { tenantId }, data: { seq: fields.seq, hash } });
-  return { ...fields, prevHash: head.hash, hash };
+}
+
+/**
+ * Appends under the row lock of the tenant's chain head, so concurrent appends
+ * (on any node) serialise into one gap-free chain.
+ */
+async function appendInTransaction(
+  tx: Prisma.TransactionClient,
+  clock: Clock,
+  tenantId: string,
+  events: AuditEventInput[],
+): Promise<AuditRecord[]> {
+  await tx.$executeRaw`INSERT INTO "AuditHead" ("tenantId", seq, hash) VALUES (${tenantId}::uuid, 0, ${GENESIS_HASH}) ON CONFLICT DO NOTHING`;
+  const [head] = await tx.$queryRaw<{ seq: bigint; hash: string }[]>`
+      SELECT seq, hash FROM "AuditHead" WHERE "tenantId" = ${tenantId}::uuid FOR UPDATE`;
+  if (!head) throw new Error('audit chain head missing');
+  const records: AuditRecord[] = [];
+  let prev = { seq: BigInt(head.seq), hash: head.hash };
+  for (const event of events) {
+    const fields = chainedFields(clock, tenantId, prev.seq + 1n, event);
+    const hash = chainHash(prev.hash, fields);
+    records.push({ ...fields, prevHash: prev.hash, hash });
+    prev = { seq: fields.seq, hash };
+  }
+  await tx.auditEvent.createMany({ data: records.map((r) => ({ ...r, metadata: r.metadata as object })) });
+  await tx.auditHead.update({ where: { tenantId }, data: { seq: prev.seq, hash: prev.hash } });
+  return records;
 }
 
 const VERIFY_BATCH = 1000;

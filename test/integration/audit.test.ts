@@ -343,7 +343,7 @@ describe('idp audit verify (real process)', () => {
         const db = await openDatabase({ url, poolSize: 2 });
         return { db, env: { DATABASE_URL: url }, close: () => db.close() };
       });
-    });
+    }, 120_000);
 
     it('fails cleanly for an unknown tenant', async () => {
       const result = await runCli(['audit', 'verify', '--tenant', 'no-such-tenant'], { DATABASE_URL: stores.databaseUrl });
@@ -366,6 +366,7 @@ describe('idp audit verify (real process)', () => {
         await migrate(db);
         return { db, env: { DATA_DIR: dataDir.path }, close: () => db.close() };
       });
-    });
+      // Several CLI processes, each opening PGlite from disk: slow on a busy 2-core machine.
+    }, 120_000);
   });
 });

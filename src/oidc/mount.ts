@@ -46,6 +46,14 @@ export function oidcRoutes({ registry, publicUrl }: { registry: OidcRegistry; pu
     const oidc = await registry.get(tenant);
     const prefix = `/t/${tenant.slug}`;
     const subpath = ctx.path.slice(prefix.length) || '/';
+    if (subpath === '/jwks' && (ctx.method === 'GET' || ctx.method === 'HEAD')) {
+      // oidc-provider publishes only the keys it signs with (the active ones); relying parties also need
+      // the next key before a rotation and the previous one for tokens signed before it.
+      ctx.set('Access-Control-Allow-Origin', '*');
+      ctx.type = 'application/jwk-set+json; charset=utf-8';
+      ctx.body = oidc.jwks;
+      return;
+    }
     const request: OidcRequestContext = { route: 'other', jwtHandles: new Map() };
     if (ctx.method === 'POST' && (subpath === '/token/introspection' || subpath === '/token/revocation')) {
       request.route = subpath === '/token/introspection' ? 'introspection' : 'revocation';

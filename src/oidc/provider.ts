@@ -1,4 +1,5 @@
 import { hkdfSync } from 'node:crypto';
+import type { JWK } from 'jose';
 import type { Context } from 'koa';
 import Provider, { type Configuration, errors, type KoaContextWithOIDC } from 'oidc-provider';
 import { PERMISSIONS } from '../admin/permissions.js';
@@ -18,6 +19,8 @@ export interface TenantOidc {
   provider: Provider;
   issuer: string;
   verifier: AccessTokenVerifier;
+  /** The published public keys (next, active, previous): what the JWKS endpoint serves. */
+  jwks: { keys: JWK[] };
 }
 
 export const ACCESS_TOKEN_TTL = 900;
@@ -61,6 +64,16 @@ function compareHashedSecrets(provider: Provider): void {
   };
 }
 
+/**
+ * oidc-provider puts `sid` in ID tokens only for clients registered for
+ * back-channel logout; every client gets it here, so relying parties can tie
+ * an ID token to the session that RP-initiated and back-channel logout end.
+ */
+function alwaysIncludeSid(provider: Provider): void {
+  const Client = provider.Client as unknown as { prototype: { includeSid(): boolean } };
+  Client.prototype.includeSid = () => true;
+}
+
 export async function createTenantProvider(deps: OidcDeps, tenant: TenantContext): Promise<TenantOidc> {
   const { config, db, kv, clock } = deps;
   const prisma = db.prisma;
@@ -81,7 +94,8 @@ export async function createTenantProvider(deps: OidcDeps, tenant: TenantContext
   const configuration: Configuration = {
     adapter: createAdapterClass({ prisma, kv, clock, tenantId: tenant.id, accessTokens: verifier, audit: deps.audit }),
     findAccount: findAccountFor(prisma, tenant.id),
-    claims: { acr: null, auth_time: null, sid: null, ...CLAIMS },
+    // ID tokens always say when and how the user signed in (auth_time, acr, amr), not only when a client asks.
+    claims: { sid: null, ...CLAIMS, openid: [...CLAIMS.openid, 'auth_time', 'acr', 'amr'] },
     scopes: await supportedScopes(prisma, tenant.id),
     jwks: { keys: keys.signing as NonNullable<Configuration['jwks']>['keys'] },
     responseTypes: ['code'],
@@ -190,8 +204,9 @@ export async function createTenantProvider(deps: OidcDeps, tenant: TenantContext
   const provider = new Provider(issuer, configuration);
   provider.proxy = config.trustProxy;
   compareHashedSecrets(provider);
+  alwaysIncludeSid(provider);
   auditProviderEvents(provider, { audit: deps.audit, logger: deps.logger, tenantId: tenant.id });
-  return { provider, issuer, verifier };
+  return { provider, issuer, verifier, jwks: { keys: keys.public } };
 }
 
 /**

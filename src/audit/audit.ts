@@ -1,4 +1,5 @@
 import type { Clock } from '../clock.js';
+import { isDependencyUnavailable } from '../errors.js';
 import type { Prisma, PrismaClient } from '../store/db.js';
 import { type ChainedFields, chainHash, GENESIS_HASH } from './chain.js';
 
@@ -60,22 +61,32 @@ export function createAuditLog({ prisma, clock }: { prisma: PrismaClient; clock:
    * strictly ordered while throughput no longer pays a transaction per event.
    */
   async function drain(tenantId: string, queue: Pending[]): Promise<void> {
+    const writeBatch = (batch: Pending[]) =>
+      prisma.$transaction(
+        (tx) =>
+          appendInTransaction(
+            tx,
+            clock,
+            tenantId,
+            batch.map((p) => p.event),
+          ),
+        TRANSACTION_OPTIONS,
+      );
     while (queue.length > 0) {
       const batch = queue.splice(0, MAX_BATCH);
       try {
-        const records = await prisma.$transaction(
-          (tx) =>
-            appendInTransaction(
-              tx,
-              clock,
-              tenantId,
-              batch.map((p) => p.event),
-            ),
-          TRANSACTION_OPTIONS,
-        );
+        const records = await writeBatch(batch);
         batch.forEach((pending, i) => pending.resolve(records[i] as AuditRecord));
       } catch (error) {
-        for (const pending of batch) pending.reject(error);
+        // One unstorable event must not fail the others batched with it: retry them one by one.
+        // A database that is down fails them all alike, so there is nothing to retry.
+        if (batch.length === 1 || isDependencyUnavailable(error)) {
+          for (const pending of batch) pending.reject(error);
+          continue;
+        }
+        for (const pending of batch) {
+          await writeBatch([pending]).then(([record]) => pending.resolve(record as AuditRecord), pending.reject);
+        }
       }
     }
     queues.delete(tenantId);

@@ -116,6 +116,21 @@ describe('audit trail', () => {
       }
     });
 
+    it('fails a bad event alone: other callers’ concurrent appends still land', async () => {
+      const tenant = await newTenant(stores.db);
+      // PostgreSQL's JSONB refuses \u0000, so this one event cannot be stored.
+      const results = await Promise.allSettled([
+        audit.append(tenant.id, event('ok.1')),
+        audit.append(tenant.id, event('unstorable', { text: 'nul\u0000byte' })),
+        audit.append(tenant.id, event('ok.2')),
+        audit.append(tenant.id, event('ok.3')),
+      ]);
+      expect(results.map((result) => result.status)).toEqual(['fulfilled', 'rejected', 'fulfilled', 'fulfilled']);
+      const rows = await stores.db.prisma.auditEvent.findMany({ where: { tenantId: tenant.id }, orderBy: { seq: 'asc' } });
+      expect(rows.map((row) => row.action).sort()).toEqual(['ok.1', 'ok.2', 'ok.3']);
+      expect(await audit.verify(tenant.id)).toEqual({ ok: true, count: 3 });
+    });
+
     it('keeps each tenant’s chain independent', async () => {
       const a = await newTenant(stores.db, 'a');
       const b = await newTenant(stores.db, 'b');

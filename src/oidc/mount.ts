@@ -6,6 +6,21 @@ import { requireTenant } from '../tenants/edge.js';
 import type { OidcRegistry } from './registry.js';
 import { JWT_HANDLE_PREFIX, type OidcRequestContext, oidcRequestContext } from './request-context.js';
 
+/**
+ * The authorization endpoint may answer with oidc-provider's own auto-submitting
+ * pages (response_mode=form_post, "sign out first"): it adds its inline
+ * script's hash to an existing script-src, and posts to the client's origin,
+ * which no fixed form-action could name.
+ */
+const AUTHORIZATION_CSP = [
+  "default-src 'none'",
+  "script-src 'self'",
+  "style-src 'self'",
+  "img-src 'self' data:",
+  "frame-ancestors 'none'",
+  "base-uri 'none'",
+].join('; ');
+
 /** oidc-provider's own limit for form bodies. */
 const FORM_LIMIT = 56 * 1024;
 
@@ -54,6 +69,7 @@ export function oidcRoutes({ registry, publicUrl }: { registry: OidcRegistry; pu
       ctx.body = oidc.jwks;
       return;
     }
+    if (subpath === '/auth' || subpath.startsWith('/auth/')) ctx.set('Content-Security-Policy', AUTHORIZATION_CSP);
     const request: OidcRequestContext = { route: 'other', jwtHandles: new Map() };
     if (ctx.method === 'POST' && (subpath === '/token/introspection' || subpath === '/token/revocation')) {
       request.route = subpath === '/token/introspection' ? 'introspection' : 'revocation';

@@ -6,6 +6,7 @@ import { PERMISSIONS } from '../admin/permissions.js';
 import type { AppDeps } from '../app.js';
 import { safeEqual, sha256 } from '../crypto/random.js';
 import { renderErrorPage, renderLogoutPage, renderLogoutSuccess } from '../interaction/render.js';
+import { ACR } from '../interaction/routes.js';
 import type { TenantContext } from '../tenants/tenants.js';
 import { type AccessTokenVerifier, createAccessTokenVerifier, GRANT_CLAIM } from './access-tokens.js';
 import { CLAIMS, findAccountFor, loadAccount } from './accounts.js';
@@ -109,7 +110,7 @@ export async function createTenantProvider(deps: OidcDeps, tenant: TenantContext
       requestObjectSigningAlgValues: ['RS256', 'PS256', 'ES256', 'EdDSA'],
     },
     allowOmittingSingleRegisteredRedirectUri: false,
-    acrValues: ['urn:idp:acr:pwd', 'urn:idp:acr:mfa'],
+    acrValues: Object.values(ACR),
     extraClientMetadata: {
       properties: ['first_party', 'resource_server'],
       validator(_ctx, key, value) {

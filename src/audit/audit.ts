@@ -76,7 +76,7 @@ export function createAuditLog({ prisma, clock }: { prisma: PrismaClient; clock:
       const batch = queue.splice(0, MAX_BATCH);
       try {
         const records = await writeBatch(batch);
-        batch.forEach((pending, i) => pending.resolve(records[i] as AuditRecord));
+        for (const [i, pending] of batch.entries()) pending.resolve(records[i] as AuditRecord);
       } catch (error) {
         // One unstorable event must not fail the others batched with it: retry them one by one.
         // A database that is down fails them all alike, so there is nothing to retry.

@@ -205,6 +205,9 @@ function kvStore({ kv, tenantId }: AdapterDeps, model: string): ModelStore {
   };
 }
 
+/** Printable ASCII without spaces (RFC 6749 client ids are VSCHAR; ours are base64url). */
+const CLIENT_ID = /^[\x21-\x7e]{1,255}$/;
+
 function clientStore({ prisma, tenantId }: AdapterDeps): ModelStore {
   const readOnly = async () => {
     throw new Error('clients are managed through the management API and CLI');
@@ -212,6 +215,8 @@ function clientStore({ prisma, tenantId }: AdapterDeps): ModelStore {
   return {
     upsert: readOnly,
     async find(clientId) {
+      // Client ids come straight from requests; one PostgreSQL cannot store (a NUL byte) is no client, not a 500.
+      if (!CLIENT_ID.test(clientId)) return undefined;
       const row = await prisma.client.findFirst({ where: { tenantId, clientId } });
       return row ? clientMetadataFor(row) : undefined;
     },

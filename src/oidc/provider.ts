@@ -207,6 +207,15 @@ export async function createTenantProvider(deps: OidcDeps, tenant: TenantContext
   compareHashedSecrets(provider);
   alwaysIncludeSid(provider);
   auditProviderEvents(provider, { audit: deps.audit, logger: deps.logger, tenantId: tenant.id });
+  // Runs after the provider's routes (matched ones too, which have answered by then): what none of them
+  // answered gets the JSON error format instead of koa's bare text "Not Found".
+  provider.use(async function unmatchedRoute(ctx, next) {
+    await next();
+    if (ctx.status === 404 && ctx.body == null && ctx.respond !== false) {
+      ctx.status = 404;
+      ctx.body = { error: 'not_found', error_description: 'no such route' };
+    }
+  });
   return { provider, issuer, verifier, jwks: { keys: keys.public } };
 }
 

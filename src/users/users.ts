@@ -2,9 +2,10 @@ import { z } from 'zod';
 import type { AuditEventInput, AuditLog } from '../audit/audit.js';
 import type { PasswordHasher } from '../crypto/passwords.js';
 import { badRequest, conflict } from '../errors.js';
+import { assertPasswordPolicy, DEFAULT_MIN_LENGTH, type PasswordPolicy, passwordPolicyFrom } from '../security/password-policy.js';
 import type { PrismaClient } from '../store/db.js';
 
-export const MIN_PASSWORD_LENGTH = 8;
+export const MIN_PASSWORD_LENGTH = DEFAULT_MIN_LENGTH;
 
 export const emailSchema = z
   .string()
@@ -34,8 +35,15 @@ export function parseEmail(email: string): string {
   return parsed.data;
 }
 
+/** The password rules of src/security/password-policy.ts; throws 400 `invalid_password`. */
 export function checkPasswordPolicy(password: string, minLength = MIN_PASSWORD_LENGTH): void {
-  if ([...password].length < minLength) throw badRequest(`password must be at least ${minLength} characters`, 'invalid_password');
+  assertPasswordPolicy(password, passwordPolicyFrom({ passwordPolicy: { minLength } }));
+}
+
+/** The tenant's own minimum length applies to every password set for its users. */
+async function tenantPasswordPolicy(prisma: PrismaClient, tenantId: string): Promise<PasswordPolicy> {
+  const tenant = await prisma.tenant.findUnique({ where: { id: tenantId }, select: { settings: true } });
+  return passwordPolicyFrom(tenant?.settings);
 }
 
 /** Creates a user with its role assignments and the audit event, all or nothing. */
@@ -46,7 +54,7 @@ export async function createUser(
   actor: AuditEventInput['actor'],
 ) {
   const email = parseEmail(input.email);
-  if (input.password !== undefined) checkPasswordPolicy(input.password);
+  if (input.password !== undefined) assertPasswordPolicy(input.password, await tenantPasswordPolicy(prisma, tenantId));
   const passwordHash = input.password === undefined ? null : await passwords.hash(input.password);
   const roleNames = [...new Set(input.roles ?? [])];
   const roles = await prisma.role.findMany({ where: { tenantId, name: { in: roleNames } } });

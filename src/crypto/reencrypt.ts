@@ -56,9 +56,11 @@ export function uuidKeyedTextColumn(table: string, column: string): EncryptedCol
 
 export const SECRET_VALUE = uuidKeyedTextColumn('Secret', 'value');
 export const SIGNING_KEY_PRIVATE_JWK = uuidKeyedTextColumn('SigningKey', 'privateJwk');
+/** TOTP shared secrets (src/security/mfa.ts). */
+export const MFA_FACTOR_SECRET = uuidKeyedTextColumn('MfaFactor', 'secret');
 
 /** Add new encrypted columns here, one entry each, so rotation covers them. */
-export const ENCRYPTED_COLUMNS: readonly EncryptedColumn[] = Object.freeze([SECRET_VALUE, SIGNING_KEY_PRIVATE_JWK]);
+export const ENCRYPTED_COLUMNS: readonly EncryptedColumn[] = Object.freeze([SECRET_VALUE, SIGNING_KEY_PRIVATE_JWK, MFA_FACTOR_SECRET]);
 
 export interface ReencryptResult {
   table: string;

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { BUILTIN_ROLES } from '../admin/permissions.js';
 import type { AuditEventInput, AuditLog } from '../audit/audit.js';
 import { badRequest, conflict } from '../errors.js';
+import { mfaSettingsSchema } from '../security/mfa.js';
 import { accountProtectionSettings } from '../security/settings.js';
 import type { PrismaClient } from '../store/db.js';
 import type { KvStore } from '../store/index.js';
@@ -22,6 +23,8 @@ export const tenantSettingsSchema = z
       .optional(),
     // lockout, rateLimits, passwordPolicy, signup: see src/security/settings.ts for fields and defaults.
     ...accountProtectionSettings,
+    /** Who must use a second factor, and whether passkeys are offered: see src/security/mfa.ts. */
+    mfa: mfaSettingsSchema.optional(),
   })
   .passthrough();
 

@@ -130,6 +130,8 @@ describe('reencryptAll', () => {
     expect(first).toEqual([
       { table: 'Secret', column: 'value', reencrypted: plaintexts.size, skipped: 0, failed: 0, failedIds: [] },
       { table: 'SigningKey', column: 'privateJwk', reencrypted: signingKeys.size, skipped: 0, failed: 0, failedIds: [] },
+      // TOTP secrets are covered too; test/integration/mfa-totp.test.ts re-encrypts real ones.
+      { table: 'MfaFactor', column: 'secret', reencrypted: 0, skipped: 0, failed: 0, failedIds: [] },
     ]);
     expect(total(first, 'reencrypted')).toBe(count);
 

@@ -4,6 +4,7 @@ import type { Clock } from './clock.js';
 import type { Config } from './config.js';
 import { createPasswordHasher, type PasswordHasher } from './crypto/passwords.js';
 import { createVault, type Vault } from './crypto/vault.js';
+import { accountRoutes } from './interaction/account.js';
 import { assetRoutes } from './interaction/assets.js';
 import { interactionRoutes } from './interaction/routes.js';
 import { healthRoutes } from './observability/health.js';
@@ -61,6 +62,7 @@ export async function closeAppDeps(deps: AppDeps): Promise<void> {
 function tenantRoutes(deps: AppDeps): Middleware {
   const oidc = oidcRoutes({ registry: deps.oidc, publicUrl: deps.config.publicUrl });
   const interaction = interactionRoutes(deps);
+  const account = accountRoutes(deps);
   return async function tenantRoot(ctx, next) {
     const tenant = requireTenant(ctx.state);
     const prefix = `/t/${tenant.slug}`;
@@ -69,6 +71,7 @@ function tenantRoutes(deps: AppDeps): Middleware {
       return;
     }
     if (ctx.path.startsWith(`${prefix}/interaction/`)) return interaction(ctx, next);
+    if (ctx.path === `${prefix}/account` || ctx.path === `${prefix}/account/login`) return account(ctx, next);
     await oidc(ctx, next);
   };
 }

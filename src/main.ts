@@ -19,12 +19,12 @@ async function main(): Promise<void> {
       first.generatedPassword
         ? `  Admin password (shown once, store it now): ${first.generatedPassword}`
         : '  Admin password: from ADMIN_PASSWORD',
-      `  Sign in at: ${issuer}/login`,
+      `  Sign in at: ${issuer}/account`,
       '',
     ];
     process.stdout.write(`${lines.join('\n')}\n`);
   }
-  logger.info({ url: config.publicUrl, port: running.server.address() }, `listening; sign in at ${issuer}/login`);
+  logger.info({ url: config.publicUrl, port: running.server.address() }, `listening; sign in at ${issuer}/account`);
 
   const shutdown = (signal: string) => {
     logger.info({ signal }, 'shutting down: finishing in-flight requests');

@@ -6,7 +6,7 @@ import type { TenantContext } from '../tenants/tenants.js';
 import { STYLESHEET_HREF, VIEWS_DIR } from './assets.js';
 import { type CspAdditions, formActionSource, widenCsp } from './csp.js';
 
-type View = 'login' | 'consent' | 'error' | 'logout' | 'logout-success';
+type View = 'login' | 'consent' | 'error' | 'logout' | 'logout-success' | 'account';
 
 /** Compiled once per process: a compiled template is a pure function of its locals. */
 const TEMPLATES: Readonly<Record<View, pug.compileTemplate>> = Object.freeze({
@@ -15,6 +15,7 @@ const TEMPLATES: Readonly<Record<View, pug.compileTemplate>> = Object.freeze({
   error: compile('error'),
   logout: compile('logout'),
   'logout-success': compile('logout-success'),
+  account: compile('account'),
 });
 
 function compile(view: View): pug.compileTemplate {
@@ -215,4 +216,22 @@ export function renderLogoutPage(ctx: Context, form: string, tenant: BrandSource
 /** oidc-provider's `postLogoutSuccessSource`. */
 export function renderLogoutSuccess(ctx: Context, tenant: BrandSource): void {
   renderView(ctx, 'logout-success', tenant, 'Signed out', { clientName: logoutDetails(ctx).clientName });
+}
+
+// ---------------------------------------------------------------- account page
+
+export interface AccountView {
+  /** Absent when nobody is signed in to the tenant in this browser. */
+  account?: { email: string; name?: string; roles: string[] };
+  issuer: string;
+  discoveryUrl: string;
+  /** The sign-in start (signed out) or RP-initiated logout (signed in); plain links, so no form target is needed. */
+  signInUrl: string;
+  signOutUrl?: string;
+  /** A fixed sentence about how the last sign-in ended; never text from the request. */
+  notice?: string;
+}
+
+export function renderAccountPage(ctx: Context, tenant: BrandSource, view: AccountView): void {
+  renderView(ctx, 'account', tenant, view.account ? 'Your account' : 'Sign in', view);
 }

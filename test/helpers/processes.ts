@@ -129,8 +129,10 @@ export interface ServerProcess {
 
 /**
  * Starts `src/main.ts` on a free port with PUBLIC_URL pointing at it, and
- * resolves once /healthz answers. Rejects (with the output) if the process
- * exits first.
+ * resolves once it has logged "listening" (main.ts does so after the
+ * first-start banner, so stdout is complete for assertions) and /healthz
+ * answers. Logs at info unless LOG_LEVEL says otherwise: the "listening"
+ * line is info. Rejects (with the output) if the process exits first.
  */
 export async function startServerProcess(env: Record<string, string | undefined> = {}, timeoutMs = 60_000): Promise<ServerProcess> {
   const port = await freePort();
@@ -138,7 +140,7 @@ export async function startServerProcess(env: Record<string, string | undefined>
   const child = track(
     spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
       cwd: repoRoot,
-      env: childEnv({ PORT: String(port), PUBLIC_URL: url, ...env }),
+      env: childEnv({ PORT: String(port), PUBLIC_URL: url, LOG_LEVEL: 'info', ...env }),
       stdio: ['ignore', 'pipe', 'pipe'],
     }),
   );
@@ -165,10 +167,12 @@ export async function startServerProcess(env: Record<string, string | undefined>
       child.kill('SIGKILL');
       throw new Error(`server not ready within ${timeoutMs} ms\n${stdout}\n${stderr}`);
     }
-    ready = await fetch(`${url}/healthz`).then(
-      (response) => response.ok,
-      () => false,
-    );
+    ready =
+      stdout.includes('"msg":"listening') &&
+      (await fetch(`${url}/healthz`).then(
+        (response) => response.ok,
+        () => false,
+      ));
     // Polling a process that is starting, not waiting for time to pass in the code under test.
     if (!ready) await new Promise((resolve) => setTimeout(resolve, 100));
   }

@@ -1,4 +1,5 @@
 import Koa, { type Middleware } from 'koa';
+import { adminRoutes } from './admin/routes.js';
 import { type AuditLog, createAuditLog } from './audit/audit.js';
 import type { Clock } from './clock.js';
 import type { Config } from './config.js';
@@ -13,6 +14,7 @@ import type { Logger } from './observability/logger.js';
 import { createMetrics, type Metrics } from './observability/metrics.js';
 import { oidcRoutes } from './oidc/mount.js';
 import { createOidcRegistry, type OidcRegistry } from './oidc/registry.js';
+import { serviceAccountTokenGuard } from './security/client-ip-allowlist.js';
 import { securityHeaders } from './security/headers.js';
 import type { Database, KvStore } from './store/index.js';
 import { requireTenant, tenantEdge } from './tenants/edge.js';
@@ -60,7 +62,11 @@ export async function closeAppDeps(deps: AppDeps): Promise<void> {
 
 /** Routes under /t/:tenant, after the tenant is resolved. */
 function tenantRoutes(deps: AppDeps): Middleware {
-  const oidc = oidcRoutes({ registry: deps.oidc, publicUrl: deps.config.publicUrl });
+  const oidc = oidcRoutes({
+    registry: deps.oidc,
+    publicUrl: deps.config.publicUrl,
+    tokenGuard: serviceAccountTokenGuard({ prisma: deps.db.prisma, audit: deps.audit }),
+  });
   const interaction = interactionRoutes(deps);
   const account = accountRoutes(deps);
   return async function tenantRoot(ctx, next) {
@@ -86,6 +92,7 @@ export function createApp(deps: AppDeps): Koa {
   app.use(health.routes());
   app.use(health.allowedMethods());
   app.use(assetRoutes());
+  app.use(adminRoutes(deps));
   app.use(tenantEdge(deps.tenants, tenantRoutes(deps)));
   return app;
 }

@@ -68,7 +68,7 @@ function authMethodOf(input: z.output<typeof clientInputSchema>): (typeof AUTH_M
 }
 
 /** oidc-provider client metadata, minus id and secret (those are columns). */
-function metadataOf(input: z.output<typeof clientInputSchema>): Record<string, unknown> {
+export function metadataOf(input: z.output<typeof clientInputSchema>): Record<string, unknown> {
   const method = authMethodOf(input);
   const grants = input.grantTypes;
   return {

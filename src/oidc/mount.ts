@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { parse as parseQuery } from 'node:querystring';
 import type { Context, Middleware } from 'koa';
 import { badRequest } from '../errors.js';
+import type { TokenGuard } from '../security/client-ip-allowlist.js';
 import { requireTenant } from '../tenants/edge.js';
 import type { OidcRegistry } from './registry.js';
 import { JWT_HANDLE_PREFIX, type OidcRequestContext, oidcRequestContext } from './request-context.js';
@@ -53,8 +54,34 @@ async function swapJwtForHandle(ctx: Context, request: OidcRequestContext): Prom
   (ctx.req as typeof ctx.req & { body?: unknown }).body = body;
 }
 
+/**
+ * Reads the token request's form once, for `tokenGuard` (service-account IP
+ * allowlists) to judge before oidc-provider issues anything; the provider then
+ * reuses the parsed body.
+ */
+async function guardTokenRequest(ctx: Context, tokenGuard: TokenGuard): Promise<void> {
+  if (!ctx.is('application/x-www-form-urlencoded')) return;
+  const body = await readFormBody(ctx);
+  (ctx.req as typeof ctx.req & { body?: unknown }).body = body;
+  await tokenGuard({
+    tenant: requireTenant(ctx.state),
+    ip: ctx.ip,
+    userAgent: ctx.get('user-agent') || null,
+    body,
+    authorization: ctx.get('authorization'),
+  });
+}
+
 /** Hands every other /t/:tenant/… request to the tenant's oidc-provider. */
-export function oidcRoutes({ registry, publicUrl }: { registry: OidcRegistry; publicUrl: string }): Middleware {
+export function oidcRoutes({
+  registry,
+  publicUrl,
+  tokenGuard,
+}: {
+  registry: OidcRegistry;
+  publicUrl: string;
+  tokenGuard?: TokenGuard;
+}): Middleware {
   const publicHost = new URL(publicUrl).host;
   return async function serveOidc(ctx) {
     const tenant = requireTenant(ctx.state);
@@ -74,6 +101,8 @@ export function oidcRoutes({ registry, publicUrl }: { registry: OidcRegistry; pu
     if (ctx.method === 'POST' && (subpath === '/token/introspection' || subpath === '/token/revocation')) {
       request.route = subpath === '/token/introspection' ? 'introspection' : 'revocation';
       await swapJwtForHandle(ctx, request);
+    } else if (ctx.method === 'POST' && subpath === '/token' && tokenGuard) {
+      await guardTokenRequest(ctx, tokenGuard);
     } else if (subpath === '/me') {
       request.route = 'userinfo';
     }

@@ -46,6 +46,9 @@ async function supportedScopes(prisma: OidcDeps['db']['prisma'], tenantId: strin
 /** The audience of access tokens that name no other resource. */
 export const defaultApiOf = (issuer: string) => `${issuer}/api`;
 
+/** The management API as a resource indicator: service accounts may ask for tokens meant for it alone. */
+export const managementApiOf = (publicUrl: string) => `${publicUrl}/api/v1`;
+
 export function tenantAlgs(tenant: TenantContext): SigningAlg[] {
   const extra = (tenant.settings as { signingAlgs?: unknown }).signingAlgs;
   const wanted = Array.isArray(extra) ? extra.filter((alg): alg is SigningAlg => SIGNING_ALGS.includes(alg as SigningAlg)) : [];
@@ -80,6 +83,7 @@ export async function createTenantProvider(deps: OidcDeps, tenant: TenantContext
   const prisma = db.prisma;
   const issuer = `${config.publicUrl}/t/${tenant.slug}`;
   const defaultApi = defaultApiOf(issuer);
+  const managementApi = managementApiOf(config.publicUrl);
   const algs = tenantAlgs(tenant);
   await ensureKeys({ prisma, vault: deps.vault, clock }, tenant.id, algs);
   const keys = await loadTenantKeys({ prisma, vault: deps.vault, clock }, tenant.id);
@@ -146,7 +150,7 @@ export async function createTenantProvider(deps: OidcDeps, tenant: TenantContext
         useGrantedResource: async () => true,
         async getResourceServerInfo(_ctx, indicator, client) {
           const apis = ((tenant.settings as { apis?: unknown }).apis ?? []) as unknown[];
-          if (indicator !== defaultApi && !apis.includes(indicator)) {
+          if (indicator !== defaultApi && indicator !== managementApi && !apis.includes(indicator)) {
             throw new errors.InvalidTarget();
           }
           return {

@@ -29,6 +29,7 @@ describe('loadConfig', () => {
       masterKey: undefined,
       previousMasterKeys: [],
       smtpUrl: undefined,
+      mailFrom: 'no-reply@localhost',
       adminEmail: undefined,
       adminPassword: undefined,
       logLevel: 'info',
@@ -62,6 +63,7 @@ describe('loadConfig', () => {
       // Spaces around the commas are forgiven: operators paste lists by hand.
       MASTER_KEY_PREVIOUS: `${previous[0]} , ${previous[1]}`,
       SMTP_URL: 'smtp://mail:25',
+      MAIL_FROM: 'Example ID <id@example.com>',
       ADMIN_EMAIL: 'Root@Example.COM',
       ADMIN_PASSWORD: 'correct horse',
       TRUST_PROXY: 'true',
@@ -74,6 +76,8 @@ describe('loadConfig', () => {
     expect(config.masterKey?.equals(Buffer.from(master, 'base64'))).toBe(true);
     expect(config.previousMasterKeys.map((b) => b.toString('base64'))).toEqual(previous);
     expect(config.adminEmail).toBe('root@example.com');
+    expect(config.smtpUrl).toBe('smtp://mail:25');
+    expect(config.mailFrom).toBe('Example ID <id@example.com>');
     expect(config.trustProxy).toBe(true);
   });
 

@@ -49,6 +49,8 @@ const envSchema = z
         .pipe(z.array(base64Key)),
     ),
     SMTP_URL: optional(url(['smtp:', 'smtps:'])),
+    /** Sender of every mail; defaults to no-reply at the public URL's host. */
+    MAIL_FROM: optional(z.string().trim().min(3).max(320)),
     ADMIN_EMAIL: optional(z.email()),
     ADMIN_PASSWORD: optional(z.string().min(8)),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -81,6 +83,7 @@ export interface Config {
   readonly masterKey?: Buffer;
   readonly previousMasterKeys: readonly Buffer[];
   readonly smtpUrl?: string;
+  readonly mailFrom: string;
   readonly adminEmail?: string;
   readonly adminPassword?: string;
   readonly logLevel: string;
@@ -116,6 +119,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     masterKey: e.MASTER_KEY ? Buffer.from(e.MASTER_KEY, 'base64') : undefined,
     previousMasterKeys: Object.freeze((e.MASTER_KEY_PREVIOUS ?? []).map((key) => Buffer.from(key, 'base64'))),
     smtpUrl: e.SMTP_URL,
+    mailFrom: e.MAIL_FROM ?? `no-reply@${new URL(e.PUBLIC_URL).hostname}`,
     adminEmail: e.ADMIN_EMAIL?.toLowerCase(),
     adminPassword: e.ADMIN_PASSWORD,
     logLevel: e.LOG_LEVEL,

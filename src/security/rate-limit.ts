@@ -12,6 +12,8 @@ export interface Limit {
 
 export interface LimitResult {
   allowed: boolean;
+  /** Requests counted in this window so far, this one included: `limit + 1` is the first refused. */
+  count: number;
   remaining: number;
   retryAfterSeconds: number;
 }
@@ -25,6 +27,7 @@ export async function hit(kv: KvStore, { key, limit, windowSeconds }: Limit): Pr
   const counter = await kv.increment(`ratelimit:${key}`, windowSeconds);
   return {
     allowed: counter.count <= limit,
+    count: counter.count,
     remaining: Math.max(0, limit - counter.count),
     retryAfterSeconds: Math.max(1, Math.ceil(counter.resetInMs / 1000)),
   };

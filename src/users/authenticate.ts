@@ -19,7 +19,17 @@ export interface SignInMeta {
 export type AuthenticateResult = { ok: true; user: User } | { ok: false };
 
 /** Why an attempt failed: written to the audit trail only, never shown to the person signing in. */
-export type SignInFailure = 'unknown_user' | 'bad_password' | 'no_password' | 'user_disabled' | 'password_too_long';
+export type SignInFailure = 'unknown_user' | 'bad_password' | 'no_password' | 'user_disabled' | 'password_too_long' | 'locked';
+
+/** Failures that count towards a lockout: guesses at the password, not a disabled account. */
+const GUESSES: ReadonlySet<SignInFailure> = new Set(['bad_password', 'password_too_long', 'no_password']);
+
+/** Lockout hooks (src/security/lockout.ts); without one, no account is ever locked. */
+export interface SignInGuard {
+  isLocked(user: User | null): Promise<boolean>;
+  failed(user: User): Promise<void>;
+  succeeded(user: User): Promise<void>;
+}
 
 /** Longer than any address: such input cannot name a user, so it is not looked up. */
 const MAX_EMAIL_LENGTH = 254;
@@ -28,8 +38,10 @@ const MAX_EMAIL_LENGTH = 254;
  * Checks an email and password against the tenant's users. Every failure
  * looks the same to the caller and costs one password verification (against a
  * dummy hash when there is no user or no password), so neither the answer nor
- * its timing tells which accounts exist. A correct password for a legacy or
- * weaker hash replaces it with a current Argon2id hash.
+ * its timing tells which accounts exist. A locked account (`guard`) fails like
+ * a wrong password, after the same verification, even with the right one. A
+ * correct password for a legacy or weaker hash replaces it with a current
+ * Argon2id hash.
  */
 export async function authenticatePassword(
   deps: AuthenticateDeps,
@@ -37,18 +49,20 @@ export async function authenticatePassword(
   email: string,
   password: string,
   meta: SignInMeta,
+  guard?: SignInGuard,
 ): Promise<AuthenticateResult> {
   const user = await findUserByEmail(deps.prisma, tenant.id, email);
-  if (Buffer.byteLength(password) > MAX_PASSWORD_BYTES) {
-    await recordFailure(deps.audit, tenant.id, user, 'password_too_long', meta);
-    return { ok: false };
-  }
-  const matches = await deps.passwords.verify(user?.passwordHash ?? null, password);
-  const failure = failureReason(user, matches);
+  // Too long to be anyone's password: not worth the CPU of a verification.
+  const tooLong = Buffer.byteLength(password) > MAX_PASSWORD_BYTES;
+  const matches = tooLong ? false : await deps.passwords.verify(user?.passwordHash ?? null, password);
+  const locked = guard ? await guard.isLocked(user) : false;
+  const failure = locked && user ? 'locked' : tooLong ? 'password_too_long' : failureReason(user, matches);
   if (failure || !user) {
+    if (user && failure && GUESSES.has(failure)) await guard?.failed(user);
     await recordFailure(deps.audit, tenant.id, user, failure ?? 'unknown_user', meta);
     return { ok: false };
   }
+  await guard?.succeeded(user);
   const rehashed = await upgradeHash(deps, user, password);
   await recordSuccess(deps.audit, tenant.id, user, meta, rehashed);
   return { ok: true, user };

@@ -3,36 +3,56 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Middleware } from 'koa';
 
-/** pug templates and the stylesheet, shipped beside src/ (the Dockerfile copies both). */
+/** pug templates, the stylesheet and the passkey script, shipped beside src/ (the Dockerfile copies them). */
 export const VIEWS_DIR = path.resolve(import.meta.dirname, '../../views');
 
-const STYLESHEET_PATH = '/assets/style.css';
+interface Asset {
+  body: Buffer;
+  type: string;
+  version: string;
+}
 
-/** Read once: the file is part of the release, so its content and version never change while the process runs. */
-const STYLESHEET = readFileSync(path.join(VIEWS_DIR, 'style.css'));
-const STYLESHEET_VERSION = createHash('sha256').update(STYLESHEET).digest('base64url').slice(0, 16);
+/** Read once: the files are part of the release, so their content and version never change while the process runs. */
+function asset(file: string, type: string): Asset {
+  const body = readFileSync(path.join(VIEWS_DIR, file));
+  return { body, type, version: createHash('sha256').update(body).digest('base64url').slice(0, 16) };
+}
+
+const ASSETS: ReadonlyMap<string, Asset> = new Map([
+  ['/assets/style.css', asset('style.css', 'text/css; charset=utf-8')],
+  // The passkey pages' only script; every other page runs without any (see passkey.pug).
+  ['/assets/passkey.js', asset('passkey.js', 'text/javascript; charset=utf-8')],
+]);
 
 /** What pages link to: versioned by content, which is what makes a year-long immutable cache safe. */
-export const STYLESHEET_HREF = `${STYLESHEET_PATH}?v=${STYLESHEET_VERSION}`;
+function hrefOf(assetPath: string): string {
+  const found = ASSETS.get(assetPath);
+  if (!found) throw new Error(`unknown asset ${assetPath}`);
+  return `${assetPath}?v=${found.version}`;
+}
 
-/** Serves GET/HEAD /assets/style.css; everything else goes on to `next`. */
+export const STYLESHEET_HREF = hrefOf('/assets/style.css');
+export const PASSKEY_SCRIPT_HREF = hrefOf('/assets/passkey.js');
+
+/** Serves GET/HEAD of the assets above; everything else goes on to `next`. */
 export function assetRoutes(): Middleware {
-  const etag = `"${STYLESHEET_VERSION}"`;
-  return async function serveStylesheet(ctx, next) {
-    if (ctx.path !== STYLESHEET_PATH) return next();
+  return async function serveAsset(ctx, next) {
+    const found = ASSETS.get(ctx.path);
+    if (!found) return next();
     if (ctx.method !== 'GET' && ctx.method !== 'HEAD') {
       ctx.status = 405;
       ctx.set('Allow', 'GET, HEAD');
       ctx.body = { error: 'method_not_allowed', error_description: 'use GET' };
       return;
     }
+    const etag = `"${found.version}"`;
     ctx.set('Cache-Control', 'public, max-age=31536000, immutable');
     ctx.set('ETag', etag);
     if (ctx.get('If-None-Match') === etag) {
       ctx.status = 304;
       return;
     }
-    ctx.type = 'text/css; charset=utf-8';
-    ctx.body = STYLESHEET;
+    ctx.type = found.type;
+    ctx.body = found.body;
   };
 }

@@ -2,19 +2,22 @@ import { DEFAULT_CSP } from '../security/headers.js';
 
 /** Sources a hosted page adds to the strict default policy, directive by directive. */
 export interface CspAdditions {
+  /** Only the passkey pages, with `'self'` for /assets/passkey.js. */
+  scriptSrc?: readonly string[];
   styleSrc?: readonly string[];
   imgSrc?: readonly string[];
   formAction?: readonly string[];
 }
 
 const DIRECTIVE_FOR: Record<keyof CspAdditions, string> = {
+  scriptSrc: 'script-src',
   styleSrc: 'style-src',
   imgSrc: 'img-src',
   formAction: 'form-action',
 };
 
-/** A CSP source we are willing to emit: an origin, a bare scheme or a quoted hash; nothing that could end a directive. */
-const SAFE_SOURCE = /^(?:[a-z][a-z0-9+.-]*:(?:\/\/[A-Za-z0-9.-]+(?::\d{1,5})?)?|'sha256-[A-Za-z0-9+/]+=*')$/;
+/** A CSP source we are willing to emit: `'self'`, an origin, a bare scheme or a quoted hash; nothing that could end a directive. */
+const SAFE_SOURCE = /^(?:'self'|[a-z][a-z0-9+.-]*:(?:\/\/[A-Za-z0-9.-]+(?::\d{1,5})?)?|'sha256-[A-Za-z0-9+/]+=*')$/;
 /** Schemes that would let content run or smuggle itself in; never allowed as a bare scheme source. */
 const DANGEROUS_SCHEMES = new Set(['javascript:', 'data:', 'blob:', 'filesystem:', 'vbscript:']);
 

@@ -85,10 +85,12 @@ function brandFor(tenant: BrandSource): { brand: Brand; csp: CspAdditions } {
 
 // ---------------------------------------------------------------- core
 
-interface PageOptions {
+export interface PageOptions {
   status?: number;
   /** Where this page's forms may lead after redirects (the client's redirect URI, say). */
   formActions?: readonly (string | null)[];
+  /** Script sources: only the passkey pages have one (`'self'`); every other page runs no script. */
+  scriptSrc?: readonly string[];
 }
 
 /**
@@ -97,15 +99,27 @@ interface PageOptions {
  * same-origin referrer policy so the browser sends a real `Origin` on our POSTs.
  */
 function renderView(ctx: Context, view: View, tenant: BrandSource, title: string, locals: object, options: PageOptions = {}): void {
+  renderTemplate(ctx, TEMPLATES[view], tenant, title, locals, options);
+}
+
+/** renderView for templates compiled elsewhere (the MFA pages, src/interaction/mfa-render.ts). */
+export function renderTemplate(
+  ctx: Context,
+  template: pug.compileTemplate,
+  tenant: BrandSource,
+  title: string,
+  locals: object,
+  options: PageOptions = {},
+): void {
   const { brand, csp } = brandFor(tenant);
   const formAction = (options.formActions ?? []).filter((source): source is string => Boolean(source));
-  ctx.set('Content-Security-Policy', widenCsp({ ...csp, formAction }));
+  ctx.set('Content-Security-Policy', widenCsp({ ...csp, formAction, scriptSrc: options.scriptSrc }));
   ctx.set('Cache-Control', 'no-store');
   ctx.set('Pragma', 'no-cache');
   ctx.set('Referrer-Policy', 'same-origin');
   if (options.status) ctx.status = options.status;
   ctx.type = 'html';
-  ctx.body = TEMPLATES[view]({ ...locals, title, brand, stylesheetHref: STYLESHEET_HREF });
+  ctx.body = template({ ...locals, title, brand, stylesheetHref: STYLESHEET_HREF });
 }
 
 // ---------------------------------------------------------------- login and consent
@@ -124,6 +138,8 @@ export interface LoginView {
   email?: string;
   /** Shown above the form and tied to both inputs with aria-describedby. */
   error?: string;
+  /** Where "Sign in with a passkey" posts; absent when the tenant does not offer passkeys. */
+  passkeyAction?: string;
   /** The client's redirect URI, which the browser reaches through redirects after the post. */
   redirectUri?: unknown;
 }

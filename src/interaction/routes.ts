@@ -1,18 +1,22 @@
 import type { Context, Middleware } from 'koa';
 import { z } from 'zod';
 import type { AuditLog } from '../audit/audit.js';
+import type { Clock } from '../clock.js';
 import type { Config } from '../config.js';
 import type { PasswordHasher } from '../crypto/passwords.js';
+import type { Vault } from '../crypto/vault.js';
 import { AppError, badRequest, toHttpError } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
 import type { PrismaClient } from '../store/db.js';
 import type { User } from '../store/generated/client.js';
+import type { KvStore } from '../store/index.js';
 import { requireTenant } from '../tenants/edge.js';
 import type { TenantContext } from '../tenants/tenants.js';
 import { authenticatePassword } from '../users/authenticate.js';
 import { applyConsent, consentMetadata, describeConsent } from './consent.js';
 import { CSRF_FIELD, type CsrfGuard, createCsrfGuard, isSameOrigin } from './csrf.js';
 import { readForm } from './form.js';
+import { type MfaKit, mfaSteps, passkeySignInAction, showSecondFactor, startSecondFactor } from './mfa-steps.js';
 import type { InteractionDetails, InteractionGrant, InteractionProvider, OidcProviders } from './provider.js';
 import { type InteractionActions, renderConsentPage, renderErrorPage, renderLoginPage } from './render.js';
 
@@ -24,6 +28,10 @@ export interface InteractionDeps {
   masterKey: Buffer;
   logger: Logger;
   oidc: OidcProviders;
+  /** The second step's state and passkey challenges (src/interaction/mfa-steps.ts). */
+  kv: KvStore;
+  clock: Clock;
+  vault: Vault;
 }
 
 /** Authentication context class references this server puts in ID tokens (the provider's `acrValues`). */
@@ -34,10 +42,10 @@ export const SIGN_IN_FAILED = 'Incorrect email or password.';
 const SIGN_IN_INCOMPLETE = 'Enter your email address and password.';
 
 /** `/t/:tenant/interaction/:uid` and its form targets. oidc-provider's uids are nanoids. */
-const INTERACTION_PATH = /^\/t\/[^/]+\/interaction\/([A-Za-z0-9_-]{1,64})(?:\/([a-z]+))?\/?$/;
+const INTERACTION_PATH = /^\/t\/[^/]+\/interaction\/([A-Za-z0-9_-]{1,64})(?:\/([a-z][a-z-]{0,31}))?\/?$/;
 
 /** One request to an interaction page: who it is for and how to reach the provider. */
-interface InteractionRequest {
+export interface InteractionRequest {
   ctx: Context;
   tenant: TenantContext;
   uid: string;
@@ -47,14 +55,15 @@ interface InteractionRequest {
 
 type Step = (request: InteractionRequest) => Promise<void>;
 
-/**
- * Form targets by their last path segment. Issue 4 adds its second-factor
- * step here (`mfa`), and has `finishLogin` hand over to it.
- */
+/** What the second-factor steps (mfa-steps.ts) use of this module. */
+const MFA_KIT: MfaKit = { loadInteraction, readCheckedForm, finishLogin, showLogin };
+
+/** Form targets by their last path segment; the second-factor ones come from mfa-steps.ts. */
 const POST_STEPS: Readonly<Record<string, Step>> = Object.freeze({
   login: submitLogin,
   confirm: submitConsent,
   abort: abortInteraction,
+  ...mfaSteps(MFA_KIT),
 });
 
 /**
@@ -184,6 +193,7 @@ async function showInteraction(request: InteractionRequest): Promise<void> {
   const { provider, details } = await loadInteraction(request);
   switch (details.prompt.name) {
     case 'login':
+      if (await showSecondFactor(request, details)) return;
       return showLogin(request, provider, details, { email: loginHint(details) });
     case 'consent':
       return showConsent(request, provider, details);
@@ -209,6 +219,7 @@ async function showLogin(
       clientName: await clientNameOf(provider, details),
       email: form.email,
       error: form.error,
+      passkeyAction: passkeySignInAction(request),
       redirectUri: details.params.redirect_uri,
     },
     status,
@@ -274,12 +285,16 @@ function authDeps(deps: InteractionDeps) {
 }
 
 /**
- * The user is known. Today that ends the interaction; the second factor of
- * issue 4 goes here: remember the user against the interaction, show the MFA
- * step, and call this with the combined `amr` once it passes.
+ * The user is known. With one factor so far, the second step comes first
+ * when the user has one or must enroll one (mfa-steps.ts), which calls this
+ * again with the combined `amr` once it passes; otherwise the interaction ends.
  */
 async function finishLogin(request: InteractionRequest, provider: InteractionProvider, user: User, amr: string[]): Promise<void> {
   const { ctx } = request;
+  if (amr.length < 2) {
+    const { details } = await loadInteraction(request);
+    if (await startSecondFactor(request, details, user, amr)) return;
+  }
   const acr = amr.length > 1 ? ACR.multiFactor : ACR.password;
   await provider.interactionFinished(
     ctx.req,

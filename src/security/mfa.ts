@@ -52,8 +52,8 @@ export const mfaSettingsSchema = z.object({
 });
 
 /** The tenant's MFA settings, read defensively: settings JSON is edited by admins and may be anything. */
-export function mfaSettingsOf(tenant: { settings: Record<string, unknown> }): MfaSettings {
-  const mfa = tenant.settings.mfa;
+export function mfaSettingsOf(settings: Record<string, unknown>): MfaSettings {
+  const mfa = settings.mfa;
   if (!mfa || typeof mfa !== 'object') return { requiredRoles: [], passkeys: false };
   const { requiredRoles, passkeys } = mfa as { requiredRoles?: unknown; passkeys?: unknown };
   return {
@@ -83,7 +83,7 @@ export async function mfaStatusOf(
   tenant: { id: string; settings: Record<string, unknown> },
   userId: string,
 ): Promise<MfaStatus> {
-  const { requiredRoles } = mfaSettingsOf(tenant);
+  const { requiredRoles } = mfaSettingsOf(tenant.settings);
   const [factors, requiredAssignments] = await Promise.all([
     prisma.mfaFactor.findMany({ where: { tenantId: tenant.id, userId, confirmedAt: { not: null } }, select: { type: true } }),
     requiredRoles.length === 0

@@ -265,8 +265,9 @@ export class Browser {
       const page: Outcome = { kind: 'page', url, status: response.status, html };
       if (response.status !== 200) return page;
       const forms = parseForms(html);
-      const login = forms.find((form) => form.action.endsWith('/login'));
-      const confirm = forms.find((form) => form.action.endsWith('/confirm'));
+      // The hosted pages' forms post to /interaction/<uid>/login and …/confirm (oidc-provider's logout form ends in /confirm too).
+      const login = forms.find((form) => /\/interaction\/[^/]+\/login$/.test(form.action));
+      const confirm = forms.find((form) => /\/interaction\/[^/]+\/confirm$/.test(form.action));
       if (login && options.credentials && !signedIn) {
         signedIn = true;
         url = new URL(login.action, url);
@@ -290,7 +291,9 @@ export class Browser {
     const location = response.headers.get('location');
     if (response.status >= 300 && response.status < 400 && location) {
       await response.body?.cancel();
-      return this.follow(new URL(location, url), options);
+      const next = new URL(location, url);
+      if (next.origin !== this.origin) return { kind: 'redirect', url: next };
+      return this.follow(next, options);
     }
     return { kind: 'page', url, status: response.status, html: await response.text() };
   }

@@ -1,3 +1,9 @@
+import type { z } from 'zod';
+import { description, displayName, parseOrThrow } from '../admin/http.js';
+import { managementPermissionSchema, permissionList } from '../admin/rbac.js';
+import { createApiKey } from '../admin/resources/api-keys.js';
+import { cidrList, createServiceAccount } from '../admin/resources/service-accounts.js';
+import type { AuditEventInput } from '../audit/audit.js';
 import { reencryptAll } from '../crypto/reencrypt.js';
 import { badRequest } from '../errors.js';
 import { createClient, GRANT_TYPES } from '../oidc/clients.js';
@@ -46,6 +52,30 @@ function positional(args: ParsedArgs, index: number, name: string): string {
   const value = args.positionals[index];
   if (value === undefined) throw badRequest(`<${name}> is required`);
   return value;
+}
+
+/** `--scope` values: space- or comma-separated permissions, the option repeatable. */
+function scopesOf(args: ParsedArgs, schema: z.ZodType<string[], unknown>): string[] {
+  const values = (args.options.scope ?? []).flatMap((value) => value.split(/[\s,]+/)).filter(Boolean);
+  if (values.length === 0) throw badRequest('--scope is required: one or more permissions, e.g. --scope "users.read users.write"');
+  return parseOrThrow(schema, values, '--scope');
+}
+
+const DURATION = /^(\d{1,6})([smhd])$/;
+const UNIT_SECONDS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400 };
+
+/** `30d`, `12h`, `45m`, `3600s` in milliseconds. */
+export function parseDuration(text: string): number {
+  const match = DURATION.exec(text.trim());
+  const unit = UNIT_SECONDS[match?.[2] ?? ''];
+  if (!match || !unit || Number(match[1]) === 0) throw badRequest(`--expires-in ${text}: use a number and a unit, e.g. 30d, 12h, 45m`);
+  return Number(match[1]) * unit * 1000;
+}
+
+/** What the CLI writes to a tenant's audit trail: the operator as actor, in the command's transaction. */
+function recorder(ctx: CliContext, tenantId: string) {
+  return (event: Omit<AuditEventInput, 'actor' | 'ip' | 'userAgent'>, tx: Parameters<CliContext['audit']['append']>[2]) =>
+    ctx.audit.append(tenantId, { actor: ctx.actor, ...event }, tx).then(() => undefined);
 }
 
 /** Every `idp` command, keyed by its words. Later features add theirs here. */
@@ -131,6 +161,69 @@ export const COMMANDS: Record<string, Command> = {
         },
         text: lines.join('\n'),
       };
+    },
+  },
+  'service-account create': {
+    usage: 'idp service-account create --tenant T --name N --scope S [--description D] [--allow-ip CIDR]… [--platform-admin]',
+    options: ['tenant', 'name', 'scope', 'description', 'allow-ip'],
+    flags: ['platform-admin'],
+    async run(ctx, args) {
+      const slug = option(args, 'tenant', true);
+      const tenantId = await ctx.tenantId(slug);
+      const { account, credentials } = await createServiceAccount(
+        { prisma: ctx.db.prisma, audit: ctx.audit, publicUrl: ctx.config.publicUrl },
+        { id: tenantId, slug },
+        {
+          name: parseOrThrow(displayName, option(args, 'name', true), '--name'),
+          description: parseOrThrow(description.optional(), option(args, 'description'), '--description'),
+          scopes: scopesOf(args, permissionList()),
+          allowedIps: parseOrThrow(cidrList, args.options['allow-ip'] ?? [], '--allow-ip'),
+          platformAdmin: args.flags.has('platform-admin'),
+          generateCredentials: true,
+        },
+        ctx.actor,
+        recorder(ctx, tenantId),
+      );
+      await ctx.announce({ tenantId, slug, what: 'clients' });
+      const lines = [
+        `created service account ${account.name} (${account.id})${account.platform_admin ? ' — platform admin' : ''}`,
+        `client_id: ${credentials?.client_id}`,
+        `client_secret: ${credentials?.client_secret}`,
+        `token endpoint: ${credentials?.token_endpoint} (grant_type=client_credentials, resource=${credentials?.audience})`,
+        '(the secret is shown once; only its hash is stored)',
+      ];
+      return { json: { ...account, credentials }, text: lines.join('\n') };
+    },
+  },
+  'api-key create': {
+    usage: 'idp api-key create --tenant T --name N --scope S [--expires-in 30d|12h|45m] [--platform-admin]',
+    options: ['tenant', 'name', 'scope', 'expires-in'],
+    flags: ['platform-admin'],
+    async run(ctx, args) {
+      const slug = option(args, 'tenant', true);
+      const tenantId = await ctx.tenantId(slug);
+      const expiresIn = option(args, 'expires-in');
+      const now = ctx.clock.now();
+      const { apiKey, key } = await createApiKey(
+        ctx.db.prisma,
+        tenantId,
+        {
+          name: parseOrThrow(displayName, option(args, 'name', true), '--name'),
+          scopes: scopesOf(args, permissionList(managementPermissionSchema, { min: 1 })),
+          expiresAt: expiresIn ? new Date(now + parseDuration(expiresIn)) : undefined,
+          platformAdmin: args.flags.has('platform-admin'),
+          createdBy: `cli:${ctx.actor.id}`,
+        },
+        now,
+        recorder(ctx, tenantId),
+      );
+      const lines = [
+        `created API key ${apiKey.name} (${apiKey.id})${apiKey.platform_admin ? ' — platform admin' : ''}`,
+        `key: ${key}`,
+        `expires: ${apiKey.expires_at ?? 'never'}`,
+        '(the key is shown once; only its hash is stored)',
+      ];
+      return { json: { ...apiKey, key }, text: lines.join('\n') };
     },
   },
   'keys rotate': {

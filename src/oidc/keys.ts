@@ -14,6 +14,9 @@ export type SigningAlg = (typeof SIGNING_ALGS)[number];
  * `active` signs, `previous` stays published so tokens signed before a
  * rotation verify until they expire, `retired` is neither.
  */
+/** Keys of the OIDC provider; SAML signing keys (purpose `saml`) live in the same table with certificates. */
+const OIDC = 'oidc';
+
 export type KeyStatus = 'next' | 'active' | 'previous' | 'retired';
 const PUBLISHED: KeyStatus[] = ['active', 'next', 'previous'];
 
@@ -71,7 +74,7 @@ async function createKey(prisma: Db, { vault, clock }: KeyDeps, tenantId: string
 /** Makes sure each algorithm has an active and a next key (first use of a tenant, or a newly enabled algorithm). */
 export async function ensureKeys(deps: KeyDeps, tenantId: string, algs: readonly SigningAlg[]): Promise<void> {
   const present = await deps.prisma.signingKey.findMany({
-    where: { tenantId, status: { in: ['active', 'next'] } },
+    where: { tenantId, purpose: OIDC, status: { in: ['active', 'next'] } },
     select: { alg: true, status: true },
   });
   const complete = (alg: SigningAlg) => ['active', 'next'].every((status) => present.some((k) => k.alg === alg && k.status === status));
@@ -82,7 +85,7 @@ export async function ensureKeys(deps: KeyDeps, tenantId: string, algs: readonly
       await lockTenantKeys(tx, tenantId);
       for (const alg of algs) {
         const statuses = new Set(
-          (await tx.signingKey.findMany({ where: { tenantId, alg }, select: { status: true } })).map((k) => k.status),
+          (await tx.signingKey.findMany({ where: { tenantId, purpose: OIDC, alg }, select: { status: true } })).map((k) => k.status),
         );
         if (!statuses.has('active')) await createKey(tx, deps, tenantId, alg, 'active');
         if (!statuses.has('next')) await createKey(tx, deps, tenantId, alg, 'next');
@@ -93,7 +96,10 @@ export async function ensureKeys(deps: KeyDeps, tenantId: string, algs: readonly
 }
 
 export async function loadTenantKeys({ prisma, vault }: KeyDeps, tenantId: string): Promise<TenantKeys> {
-  const rows = await prisma.signingKey.findMany({ where: { tenantId, status: { in: PUBLISHED } }, orderBy: { createdAt: 'desc' } });
+  const rows = await prisma.signingKey.findMany({
+    where: { tenantId, purpose: OIDC, status: { in: PUBLISHED } },
+    orderBy: { createdAt: 'desc' },
+  });
   const rank = (status: string) => PUBLISHED.indexOf(status as KeyStatus);
   rows.sort((a, b) => rank(a.status) - rank(b.status));
   return {
@@ -123,7 +129,11 @@ export async function rotateKeys(
   actor: Parameters<AuditLog['append']>[1]['actor'],
 ): Promise<RotationResult[]> {
   const algs = [
-    ...new Set((await deps.prisma.signingKey.findMany({ where: { tenantId, status: 'active' }, select: { alg: true } })).map((k) => k.alg)),
+    ...new Set(
+      (await deps.prisma.signingKey.findMany({ where: { tenantId, purpose: OIDC, status: 'active' }, select: { alg: true } })).map(
+        (k) => k.alg,
+      ),
+    ),
   ] as SigningAlg[];
   if (algs.length === 0) algs.push('RS256');
   await ensureKeys(deps, tenantId, algs);
@@ -134,14 +144,17 @@ export async function rotateKeys(
         await lockTenantKeys(tx, tenantId);
         const next = await createKey(tx, deps, tenantId, alg, 'next');
         const keys = await tx.signingKey.findMany({
-          where: { tenantId, alg, status: { in: ['active', 'next', 'previous'] } },
+          where: { tenantId, purpose: OIDC, alg, status: { in: ['active', 'next', 'previous'] } },
           orderBy: { createdAt: 'asc' },
         });
         const active = keys.find((k) => k.status === 'active');
         const upcoming = keys.find((k) => k.status === 'next' && k.kid !== next);
         if (!upcoming) throw new Error('no next key to activate');
         const now = new Date(deps.clock.now());
-        await tx.signingKey.updateMany({ where: { tenantId, alg, status: 'previous' }, data: { status: 'retired', retiredAt: now } });
+        await tx.signingKey.updateMany({
+          where: { tenantId, purpose: OIDC, alg, status: 'previous' },
+          data: { status: 'retired', retiredAt: now },
+        });
         if (active) await tx.signingKey.update({ where: { id: active.id }, data: { status: 'previous' } });
         await tx.signingKey.update({ where: { id: upcoming.id }, data: { status: 'active', activatedAt: now } });
         const outcome = { alg, activated: upcoming.kid, previous: active?.kid ?? null, next };

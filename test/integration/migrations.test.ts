@@ -20,7 +20,8 @@ describe('migrations', () => {
     } finally {
       engine.free();
     }
-  });
+    // Replaying every migration on a shadow PGlite takes seconds, many more on a busy 2-core machine.
+  }, 120_000);
 
   it('are in Prisma’s folder format, ordered by timestamp', async () => {
     const list = await readMigrationList();

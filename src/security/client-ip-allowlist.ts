@@ -51,7 +51,8 @@ function assertionClientId(assertion: unknown): string | undefined {
 function candidateClientIds(request: TokenRequest): string[] {
   const fromBody = typeof request.body.client_id === 'string' ? request.body.client_id : undefined;
   return [fromBody, basicClientId(request.authorization), assertionClientId(request.body.client_assertion)].filter(
-    (id): id is string => typeof id === 'string' && id.length > 0 && id.length <= 200,
+    // A NUL byte cannot be in any stored client id, and PostgreSQL refuses it in a query (a 500).
+    (id): id is string => typeof id === 'string' && id.length > 0 && id.length <= 200 && !id.includes('\0'),
   );
 }
 

@@ -70,7 +70,8 @@ export async function authenticatePassword(
 
 function normaliseEmail(email: string): string | null {
   const normalised = email.trim().toLowerCase();
-  return normalised && normalised.length <= MAX_EMAIL_LENGTH ? normalised : null;
+  // PostgreSQL text cannot hold a NUL byte: such an address is nobody's, not a query that fails with a 500.
+  return normalised && normalised.length <= MAX_EMAIL_LENGTH && !normalised.includes('\0') ? normalised : null;
 }
 
 async function findUserByEmail(prisma: PrismaClient, tenantId: string, email: string): Promise<User | null> {

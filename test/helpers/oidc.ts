@@ -48,6 +48,21 @@ export async function createTenantClient(t: TestApp, input: ClientInput, slug = 
   return { ...created, tenantId, slug };
 }
 
+/**
+ * Raises the tenant's per-IP limits of the token endpoint and the sign-in form
+ * (tenant settings `rateLimits`): every request of a suite comes from
+ * 127.0.0.1, and protocol suites exercise the endpoints, not the limiter.
+ */
+export async function relaxRateLimits(t: TestApp, slug = 'default'): Promise<void> {
+  const tenant = await t.deps.db.prisma.tenant.findUniqueOrThrow({ where: { slug } });
+  const settings = (tenant.settings ?? {}) as Prisma.InputJsonObject;
+  await t.deps.db.prisma.tenant.update({
+    where: { id: tenant.id },
+    data: { settings: { ...settings, rateLimits: { tokenPerMinute: 100_000, signInPerMinute: 10_000 } } },
+  });
+  await announce(t, { tenantId: tenant.id, slug, what: 'tenant' });
+}
+
 /** A second tenant with one user, optionally with settings (signing algorithms, say). */
 export async function createTenantWithUser(
   t: TestApp,

@@ -3,7 +3,15 @@ import * as oidc from 'openid-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rotateKeys } from '../../src/oidc/keys.js';
 import { createTestApp, type TestApp } from '../helpers/app.js';
-import { announce, createTenantClient, createTenantWithUser, rpConfig, signIn, type TenantClient } from '../helpers/oidc.js';
+import {
+  announce,
+  createTenantClient,
+  createTenantWithUser,
+  relaxRateLimits,
+  rpConfig,
+  signIn,
+  type TenantClient,
+} from '../helpers/oidc.js';
 
 interface KeyRow {
   kid: string;
@@ -22,6 +30,7 @@ describe('signing keys: publication and rotation', () => {
   beforeAll(async () => {
     t = await createTestApp({ seed: true });
     issuer = `${await t.listen()}/t/default`;
+    await relaxRateLimits(t);
     machine = await createTenantClient(t, { name: 'machine', grantTypes: ['client_credentials'], scope: 'reports:read' });
     config = await rpConfig(issuer, machine);
   });

@@ -15,6 +15,7 @@ import {
   Browser,
   createTenantClient,
   parseForms,
+  relaxRateLimits,
   rpConfig,
   type SignInOptions,
   signIn,
@@ -59,6 +60,7 @@ describe('OIDC tokens through the code flow', () => {
   beforeAll(async () => {
     t = await createTestApp({ seed: true, clock });
     issuer = `${await t.listen()}/t/default`;
+    await relaxRateLimits(t);
     jwks = createRemoteJWKSet(new URL(`${issuer}/jwks`));
     web = await createTenantClient(t, {
       name: 'Web app',

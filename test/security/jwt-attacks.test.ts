@@ -4,7 +4,7 @@ import * as oidc from 'openid-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadTenantKeys } from '../../src/oidc/keys.js';
 import { createTestApp, TEST_ADMIN_PASSWORD, type TestApp } from '../helpers/app.js';
-import { createTenantClient, createTenantWithUser, rpConfig, signIn, type TenantClient } from '../helpers/oidc.js';
+import { createTenantClient, createTenantWithUser, relaxRateLimits, rpConfig, signIn, type TenantClient } from '../helpers/oidc.js';
 
 const b64 = (value: unknown) => Buffer.from(typeof value === 'string' ? value : JSON.stringify(value)).toString('base64url');
 
@@ -36,6 +36,7 @@ describe('JWT attacks at introspection and userinfo', () => {
   beforeAll(async () => {
     t = await createTestApp({ seed: true });
     issuer = `${await t.listen()}/t/default`;
+    await relaxRateLimits(t);
     api = await createTenantClient(t, { name: 'api', grantTypes: ['client_credentials'], scope: 'reports:read', resourceServer: true });
     machine = await createTenantClient(t, { name: 'machine', grantTypes: ['client_credentials'], scope: 'reports:read' });
     web = await createTenantClient(t, { name: 'web', redirectUris: ['https://rp.example.com/cb'], firstParty: true });

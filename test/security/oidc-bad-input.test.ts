@@ -5,7 +5,18 @@ import { sha256 } from '../../src/crypto/random.js';
 import { migrate, openDatabase } from '../../src/store/index.js';
 import { createTenant } from '../../src/tenants/tenants.js';
 import { createTestApp, type TestApp } from '../helpers/app.js';
-import { announce, createTenantClient, leaksInternals, rpConfig, type TenantClient, textOf } from '../helpers/oidc.js';
+import {
+  announce,
+  authorizationRequest,
+  Browser,
+  createTenantClient,
+  leaksInternals,
+  parseForms,
+  relaxRateLimits,
+  rpConfig,
+  type TenantClient,
+  textOf,
+} from '../helpers/oidc.js';
 import { killSpawned, runCli, tempDir } from '../helpers/processes.js';
 
 interface Answer {
@@ -36,6 +47,7 @@ describe('bad input at the OIDC endpoints', () => {
   beforeAll(async () => {
     t = await createTestApp({ seed: true });
     issuer = `${await t.listen()}/t/default`;
+    await relaxRateLimits(t);
     machine = await createTenantClient(t, { name: 'machine', grantTypes: ['client_credentials'], scope: 'reports:read' });
     web = await createTenantClient(t, { name: 'web', redirectUris: [REDIRECT_URI] });
     endpoints = (await (await fetch(`${issuer}/.well-known/openid-configuration`)).json()) as Record<string, string>;
@@ -402,6 +414,25 @@ describe('bad input at the OIDC endpoints', () => {
     });
   });
 
+  describe('hosted sign-in form', () => {
+    it('treats an email with a NUL byte as a wrong password, not a server error (regression: it was a 500)', async () => {
+      const config = await rpConfig(issuer, web);
+      for (const email of ['admin@example.com\u0000', 'a\u0000b@example.com', '\u0000']) {
+        const { url } = await authorizationRequest(config, { scope: 'openid' });
+        const page = await new Browser(new URL(issuer).origin).follow(url, { credentials: { email, password: 'pass\u0000word' } });
+        expect(page.kind, JSON.stringify(email)).toBe('page');
+        if (page.kind !== 'page') continue;
+        expect(page.status, `${JSON.stringify(email)}: ${textOf(page.html)}`).toBeGreaterThanOrEqual(400);
+        expect(page.status, JSON.stringify(email)).toBeLessThan(500);
+        expect(
+          parseForms(page.html).some((form) => /\/login$/.test(form.action)),
+          JSON.stringify(email),
+        ).toBe(true);
+        expect(leaksInternals(page.html)).toBe(false);
+      }
+    });
+  });
+
   it('issued nothing for all of the above', async () => {
     const issued = await t.deps.db.prisma.oidcPayload.count({ where: { model: { in: ['RefreshToken', 'Grant', 'Session'] } } });
     expect(issued).toBe(0);
@@ -476,6 +507,7 @@ describe('bad input at the OIDC endpoints', () => {
         });
         expect((await oidc.clientCredentialsGrant(config, { scope: 'reports:read' })).access_token).toMatch(/^ey/);
       }
-    });
+      // A real process (tsx start-up, and on PGlite a data directory of its own) on two busy cores.
+    }, 120_000);
   });
 });

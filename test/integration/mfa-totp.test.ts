@@ -5,7 +5,14 @@ import { manualClock } from '../../src/clock.js';
 import { MFA_FACTOR_SECRET, reencryptAll } from '../../src/crypto/reencrypt.js';
 import { createVault } from '../../src/crypto/vault.js';
 import { ACR } from '../../src/interaction/routes.js';
-import { MFA_ATTEMPT_LIMIT, MFA_WINDOW_SECONDS, resetMfa, useTotpCode } from '../../src/security/mfa.js';
+import {
+  beginTotpEnrollment,
+  confirmTotpEnrollment,
+  MFA_ATTEMPT_LIMIT,
+  MFA_WINDOW_SECONDS,
+  resetMfa,
+  useTotpCode,
+} from '../../src/security/mfa.js';
 import { TOTP_PERIOD_SECONDS, totpCodeAt } from '../../src/security/totp.js';
 import { createUser } from '../../src/users/users.js';
 import { createTestApp, type TestApp } from '../helpers/app.js';
@@ -21,6 +28,8 @@ import { createTenantClient, createTenantWithUser, rpConfig, textOf } from '../h
 const SLUG = 'totp';
 const REDIRECT_URI = 'http://127.0.0.1:1/callback';
 const PASSWORD = 'correct horse battery staple';
+/** These suites sign in many times a minute from one IP; the per-IP limits have suites of their own. */
+const MANY_SIGN_INS = { signInPerMinute: 10_000, tokenPerMinute: 10_000 };
 const STEP_MS = TOTP_PERIOD_SECONDS * 1000;
 
 const clock = manualClock(Date.now());
@@ -83,7 +92,7 @@ beforeAll(async () => {
     t,
     SLUG,
     { email: 'first@example.com', password: PASSWORD },
-    { mfa: { requiredRoles: ['admin'] } },
+    { mfa: { requiredRoles: ['admin'] }, rateLimits: MANY_SIGN_INS },
   ));
   const client = await createTenantClient(
     t,
@@ -199,17 +208,32 @@ describe('signing in with TOTP', () => {
     expect(failures.slice(-5)).toEqual(['replayed', 'replayed', 'invalid', 'malformed', 'malformed']);
   });
 
-  it('lets exactly one of two concurrent submissions of one code through', async () => {
+  it('lets exactly one of concurrent submissions of one code through', async () => {
+    const email = 'concurrent@example.com';
+    const userId = await newUser(email);
+    const deps = { prisma: t.deps.db.prisma, kv: t.deps.kv, clock, audit: t.deps.audit, vault: t.deps.vault };
+    const enrollment = await beginTotpEnrollment(deps, { id: tenantId, displayName: 'TOTP' }, { id: userId, email });
+    const confirmed = await confirmTotpEnrollment(
+      deps,
+      tenantId,
+      userId,
+      enrollment.factorId,
+      totpCodeAt(enrollment.secret, clock.now()),
+      {},
+    );
+    expect(confirmed.ok).toBe(true);
     nextStep();
-    const userId = (await t.deps.db.prisma.user.findFirstOrThrow({ where: { tenantId, email: 'admin@example.com' } })).id;
-    const deps = { prisma: t.deps.db.prisma, vault: t.deps.vault, clock };
-    const now = code('admin@example.com');
+    const now = totpCodeAt(enrollment.secret, clock.now());
     const results = await Promise.all([
       useTotpCode(deps, tenantId, userId, now),
       useTotpCode(deps, tenantId, userId, now),
       useTotpCode(deps, tenantId, userId, now),
     ]);
     expect(results.filter((r) => r.ok)).toHaveLength(1);
+    expect(results.filter((r) => !r.ok)).toEqual([
+      { ok: false, reason: 'replayed' },
+      { ok: false, reason: 'replayed' },
+    ]);
   });
 
   it('throttles a user after five wrong codes, even for the right one, until the window ends', async () => {

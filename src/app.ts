@@ -8,12 +8,15 @@ import { createVault, type Vault } from './crypto/vault.js';
 import { accountRoutes } from './interaction/account.js';
 import { assetRoutes } from './interaction/assets.js';
 import { interactionRoutes } from './interaction/routes.js';
+import { isSelfServicePath, selfServiceRoutes } from './interaction/self-service.js';
+import { createMailer, type Mailer } from './mail/mailer.js';
 import { healthRoutes } from './observability/health.js';
 import { bodyLimit, observeRequests, requestId } from './observability/http.js';
 import type { Logger } from './observability/logger.js';
 import { createMetrics, type Metrics } from './observability/metrics.js';
 import { oidcRoutes } from './oidc/mount.js';
 import { createOidcRegistry, type OidcRegistry } from './oidc/registry.js';
+import { limitRequest } from './security/abuse.js';
 import { serviceAccountTokenGuard } from './security/client-ip-allowlist.js';
 import { securityHeaders } from './security/headers.js';
 import type { Database, KvStore } from './store/index.js';
@@ -38,6 +41,7 @@ export interface AppDeps extends Infrastructure {
   tenants: TenantDirectory;
   metrics: Metrics;
   oidc: OidcRegistry;
+  mailer: Mailer;
 }
 
 export async function createAppDeps(infra: Infrastructure): Promise<AppDeps> {
@@ -51,6 +55,7 @@ export async function createAppDeps(infra: Infrastructure): Promise<AppDeps> {
     tenants: await createTenantDirectory({ prisma: infra.db.prisma, kv: infra.kv }),
     metrics: createMetrics(),
     oidc: await createOidcRegistry({ ...infra, audit, vault }),
+    mailer: createMailer({ config: infra.config, logger: infra.logger }),
   };
 }
 
@@ -58,6 +63,8 @@ export async function createAppDeps(infra: Infrastructure): Promise<AppDeps> {
 export async function closeAppDeps(deps: AppDeps): Promise<void> {
   await deps.oidc.close();
   await deps.tenants.close();
+  // Mail work queued after responses still needs the stores: it finishes before they close.
+  await deps.mailer.close();
 }
 
 /** Routes under /t/:tenant, after the tenant is resolved. */
@@ -66,7 +73,9 @@ function tenantRoutes(deps: AppDeps): Middleware {
     registry: deps.oidc,
     publicUrl: deps.config.publicUrl,
     tokenGuard: serviceAccountTokenGuard({ prisma: deps.db.prisma, audit: deps.audit }),
+    limitTokenRequests: (ctx, tenant) => limitRequest(deps, tenant, ctx.ip, 'token'),
   });
+  const selfService = selfServiceRoutes(deps);
   const interaction = interactionRoutes(deps);
   const account = accountRoutes(deps);
   return async function tenantRoot(ctx, next) {
@@ -78,6 +87,7 @@ function tenantRoutes(deps: AppDeps): Middleware {
     }
     if (ctx.path.startsWith(`${prefix}/interaction/`)) return interaction(ctx, next);
     if (ctx.path === `${prefix}/account` || ctx.path === `${prefix}/account/login`) return account(ctx, next);
+    if (isSelfServicePath(ctx.path.slice(prefix.length))) return selfService(ctx, next);
     await oidc(ctx, next);
   };
 }

@@ -140,6 +140,8 @@ export interface LoginView {
   error?: string;
   /** Where "Sign in with a passkey" posts; absent when the tenant does not offer passkeys. */
   passkeyAction?: string;
+  /** "Forgot your password?" and, when the tenant allows sign-up, "Create an account" (self-service.ts). */
+  links?: { forgot: string; signup?: string };
   /** The client's redirect URI, which the browser reaches through redirects after the post. */
   redirectUri?: unknown;
 }

@@ -6,6 +6,7 @@ import type { Config } from '../config.js';
 import type { PasswordHasher } from '../crypto/passwords.js';
 import type { Vault } from '../crypto/vault.js';
 import { AppError, badRequest, toHttpError } from '../errors.js';
+import type { Mailer } from '../mail/mailer.js';
 import type { Logger } from '../observability/logger.js';
 import type { PrismaClient } from '../store/db.js';
 import type { User } from '../store/generated/client.js';
@@ -19,6 +20,8 @@ import { readForm } from './form.js';
 import { type MfaKit, mfaSteps, passkeySignInAction, showSecondFactor, startSecondFactor } from './mfa-steps.js';
 import type { InteractionDetails, InteractionGrant, InteractionProvider, OidcProviders } from './provider.js';
 import { type InteractionActions, renderConsentPage, renderErrorPage, renderLoginPage } from './render.js';
+import { selfServiceLinks } from './self-service.js';
+import { createSignInProtection } from './sign-in-protection.js';
 
 export interface InteractionDeps {
   config: Pick<Config, 'publicUrl'>;
@@ -32,6 +35,8 @@ export interface InteractionDeps {
   kv: KvStore;
   clock: Clock;
   vault: Vault;
+  /** The new-device notice (src/interaction/sign-in-protection.ts). */
+  mailer: Mailer;
 }
 
 /** Authentication context class references this server puts in ID tokens (the provider's `acrValues`). */
@@ -120,6 +125,8 @@ const HEADINGS: Record<number, string> = {
   405: 'This request cannot be completed',
   413: 'This form is too large',
   415: 'This form cannot be read',
+  429: 'Too many attempts',
+  503: 'Temporarily unavailable',
 };
 
 /** Renders whatever went wrong as the tenant's error page; only bugs are logged, and never shown. */
@@ -220,6 +227,7 @@ async function showLogin(
       email: form.email,
       error: form.error,
       passkeyAction: passkeySignInAction(request),
+      links: selfServiceLinks(tenant),
       redirectUri: details.params.redirect_uri,
     },
     status,
@@ -266,6 +274,9 @@ function requestMeta(ctx: Context, details: InteractionDetails) {
 }
 
 async function submitLogin(request: InteractionRequest): Promise<void> {
+  const protection = createSignInProtection(request.deps);
+  // Counted before anything else, so that refused and malformed posts use up the allowance too.
+  await protection.admit(request.ctx, request.tenant);
   const form = await readCheckedForm(request);
   const { provider, details } = await loadInteraction(request);
   if (details.prompt.name !== 'login') throw wrongStep();
@@ -275,8 +286,20 @@ async function submitLogin(request: InteractionRequest): Promise<void> {
     return showLogin(request, provider, details, { email, error: SIGN_IN_INCOMPLETE }, 400);
   }
   const { deps, ctx, tenant } = request;
-  const result = await authenticatePassword(authDeps(deps), tenant, input.data.email, input.data.password, requestMeta(ctx, details));
-  if (!result.ok) return showLogin(request, provider, details, { email: input.data.email, error: SIGN_IN_FAILED }, 422);
+  const guard = protection.guard(ctx, tenant);
+  const result = await authenticatePassword(
+    authDeps(deps),
+    tenant,
+    input.data.email,
+    input.data.password,
+    requestMeta(ctx, details),
+    guard,
+  );
+  if (!result.ok) {
+    await protection.failed(ctx, tenant, input.data.email);
+    return showLogin(request, provider, details, { email: input.data.email, error: SIGN_IN_FAILED }, 422);
+  }
+  await protection.succeeded(ctx, tenant, result.user);
   await finishLogin(request, provider, result.user, ['pwd']);
 }
 

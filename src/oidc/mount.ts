@@ -4,6 +4,7 @@ import type { Context, Middleware } from 'koa';
 import { badRequest } from '../errors.js';
 import type { TokenGuard } from '../security/client-ip-allowlist.js';
 import { requireTenant } from '../tenants/edge.js';
+import type { TenantContext } from '../tenants/tenants.js';
 import type { OidcRegistry } from './registry.js';
 import { JWT_HANDLE_PREFIX, type OidcRequestContext, oidcRequestContext } from './request-context.js';
 
@@ -77,17 +78,22 @@ export function oidcRoutes({
   registry,
   publicUrl,
   tokenGuard,
+  limitTokenRequests,
 }: {
   registry: OidcRegistry;
   publicUrl: string;
   tokenGuard?: TokenGuard;
+  /** The token endpoint's per-IP rate limit (src/security/abuse.ts): throws 429, or 503 when it cannot count. */
+  limitTokenRequests?: (ctx: Context, tenant: TenantContext) => Promise<void>;
 }): Middleware {
   const publicHost = new URL(publicUrl).host;
   return async function serveOidc(ctx) {
     const tenant = requireTenant(ctx.state);
-    const oidc = await registry.get(tenant);
     const prefix = `/t/${tenant.slug}`;
     const subpath = ctx.path.slice(prefix.length) || '/';
+    // Counted before anything else: a flood costs one KvStore increment per request, not a client authentication.
+    if (ctx.method === 'POST' && subpath === '/token' && limitTokenRequests) await limitTokenRequests(ctx, tenant);
+    const oidc = await registry.get(tenant);
     if (subpath === '/jwks' && (ctx.method === 'GET' || ctx.method === 'HEAD')) {
       // oidc-provider publishes only the keys it signs with (the active ones); relying parties also need
       // the next key before a rotation and the previous one for tokens signed before it.

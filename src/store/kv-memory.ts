@@ -14,6 +14,11 @@ export function createMemoryKv(clock: Clock = systemClock): KvStore {
   const entries = new Map<string, Entry>();
   const bus = new EventEmitter();
   bus.setMaxListeners(0);
+  let closed = false;
+  // Like a Redis client after quit (same message, which errors.ts reads as "unavailable"), so an outage can be tested on both.
+  const ensureOpen = () => {
+    if (closed) throw new Error('Connection is closed.');
+  };
 
   const live = (key: string): Entry | undefined => {
     const entry = entries.get(key);
@@ -33,42 +38,53 @@ export function createMemoryKv(clock: Clock = systemClock): KvStore {
   return {
     kind: 'memory',
     async get(key) {
+      ensureOpen();
       return live(key)?.value ?? null;
     },
     async set(key, value, ttlSeconds) {
+      ensureOpen();
       entries.set(key, { value, expiresAt: expiry(ttlSeconds) });
     },
     async setIfAbsent(key, value, ttlSeconds) {
+      ensureOpen();
       if (live(key)) return false;
       entries.set(key, { value, expiresAt: expiry(ttlSeconds) });
       return true;
     },
     async consume(key) {
+      ensureOpen();
       const entry = live(key);
       entries.delete(key);
       return entry?.value ?? null;
     },
     async del(...keys) {
+      ensureOpen();
       for (const key of keys) entries.delete(key);
     },
     async increment(key, windowSeconds): Promise<Counter> {
+      ensureOpen();
       const entry = live(key) ?? { value: '0', expiresAt: expiry(windowSeconds) };
       entry.value = String(Number(entry.value) + 1);
       entries.set(key, entry);
       return { count: Number(entry.value), resetInMs: entry.expiresAt - clock.now() };
     },
     async publish(channel, message) {
+      ensureOpen();
       // Asynchronous like Redis, so callers cannot depend on synchronous delivery.
       setImmediate(() => bus.emit(channel, message));
     },
     async subscribe(channel, handler) {
+      ensureOpen();
       bus.on(channel, handler);
       return async () => {
         bus.off(channel, handler);
       };
     },
-    async ping() {},
+    async ping() {
+      ensureOpen();
+    },
     async close() {
+      closed = true;
       clearInterval(sweep);
       entries.clear();
       bus.removeAllListeners();

@@ -25,7 +25,18 @@ export interface TestAppOptions extends TestStoreOptions {
   env?: Record<string, string>;
   /** Create tenant `default` with admin@example.com / ADMIN_PASSWORD. */
   seed?: boolean;
+  /**
+   * The seeded tenant's per-IP limits. Every request of a suite comes from
+   * 127.0.0.1, so with the defaults (10 sign-ins and 10 token requests a
+   * minute) suites about something else would trip them: they get 'relaxed'
+   * limits unless they ask for the 'default' ones (the rate-limit suites do).
+   * The lockout keeps its defaults either way.
+   */
+  limits?: 'relaxed' | 'default';
 }
+
+/** What 'relaxed' means: far beyond what any suite sends in a minute. */
+export const RELAXED_RATE_LIMITS = Object.freeze({ signInPerMinute: 10_000, tokenPerMinute: 10_000, stuffingDistinctAccounts: 10_000 });
 
 export const TEST_ADMIN_PASSWORD = 'test-admin-password';
 
@@ -42,7 +53,12 @@ export async function createTestApp(options: TestAppOptions = {}): Promise<TestA
   let deps = await createAppDeps({ config, db: stores.db, kv: stores.kv, logger, clock, masterKey });
   let app = createApp(deps);
   let server: Server | undefined;
-  if (options.seed) await ensureDefaultTenant(deps);
+  if (options.seed) {
+    await ensureDefaultTenant(deps);
+    if (options.limits !== 'default') {
+      await deps.db.prisma.tenant.update({ where: { slug: 'default' }, data: { settings: { rateLimits: RELAXED_RATE_LIMITS } } });
+    }
+  }
 
   const testApp: TestApp = {
     get app() {

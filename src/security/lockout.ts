@@ -145,8 +145,15 @@ export function createSignInGuard(
   return {
     async isLocked(user) {
       scope = await scopeFor(user?.id ?? NO_USER);
-      const locked = await deps.kv.get(keysOf(tenant.id, user?.id ?? NO_USER, scope).locked);
-      return user !== null && locked !== null;
+      const key = keysOf(tenant.id, user?.id ?? NO_USER, scope).locked;
+      const until = await deps.kv.get(key);
+      if (until === null) return false;
+      // The store's TTL ends the lock too; the injected clock decides, so both agree with it (and tests can move it).
+      if (Number(until) <= deps.clock.now()) {
+        await deps.kv.del(key);
+        return false;
+      }
+      return user !== null;
     },
     async failed(user) {
       const keys = keysOf(tenant.id, user.id, scope);

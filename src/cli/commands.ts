@@ -1,8 +1,6 @@
 import type { z } from 'zod';
 import { description, displayName, parseOrThrow } from '../admin/http.js';
 import { managementPermissionSchema, permissionList } from '../admin/rbac.js';
-import { createApiKey } from '../admin/resources/api-keys.js';
-import { cidrList, createServiceAccount } from '../admin/resources/service-accounts.js';
 import type { AuditEventInput } from '../audit/audit.js';
 import { reencryptAll } from '../crypto/reencrypt.js';
 import { badRequest } from '../errors.js';
@@ -77,6 +75,10 @@ function recorder(ctx: CliContext, tenantId: string) {
   return (event: Omit<AuditEventInput, 'actor' | 'ip' | 'userAgent'>, tx: Parameters<CliContext['audit']['append']>[2]) =>
     ctx.audit.append(tenantId, { actor: ctx.actor, ...event }, tx).then(() => undefined);
 }
+
+// Modules that load oidc-provider (the admin resources) are imported inside the commands that
+// use them: on Node 20 oidc-provider prints a runtime warning to stderr when loaded, which
+// turned every other command's stderr from empty (or one error line) into noise.
 
 /** Every `idp` command, keyed by its words. Later features add theirs here. */
 export const COMMANDS: Record<string, Command> = {
@@ -168,6 +170,7 @@ export const COMMANDS: Record<string, Command> = {
     options: ['tenant', 'name', 'scope', 'description', 'allow-ip'],
     flags: ['platform-admin'],
     async run(ctx, args) {
+      const { cidrList, createServiceAccount } = await import('../admin/resources/service-accounts.js');
       const slug = option(args, 'tenant', true);
       const tenantId = await ctx.tenantId(slug);
       const { account, credentials } = await createServiceAccount(
@@ -200,6 +203,7 @@ export const COMMANDS: Record<string, Command> = {
     options: ['tenant', 'name', 'scope', 'expires-in'],
     flags: ['platform-admin'],
     async run(ctx, args) {
+      const { createApiKey } = await import('../admin/resources/api-keys.js');
       const slug = option(args, 'tenant', true);
       const tenantId = await ctx.tenantId(slug);
       const expiresIn = option(args, 'expires-in');

@@ -1,11 +1,12 @@
-import { randomBytes } from 'node:crypto';
 import { decodeJwt } from 'jose';
 import type { AppDeps } from '../app.js';
-import { randomToken, safeEqual, sha256 } from '../crypto/random.js';
+import { safeEqual, sha256 } from '../crypto/random.js';
 import { AppError } from '../errors.js';
-import { defaultApiOf, managementApiOf } from '../oidc/provider.js';
+import { defaultApiOf } from '../oidc/provider.js';
 import { TENANT_SLUG } from '../tenants/tenants.js';
+import { apiKeyPrefix } from './api-key-format.js';
 import { isManagementPermission, permissionsOf } from './rbac.js';
+import { managementAudienceOf } from './route.js';
 
 /** Who is calling the management API, resolved from the bearer token once per request. */
 export interface Caller {
@@ -24,43 +25,6 @@ export interface Caller {
 export type AuthDeps = Pick<AppDeps, 'db' | 'tenants' | 'oidc' | 'clock' | 'config' | 'logger'>;
 
 // ---------------------------------------------------------------- API keys
-
-/**
- * `idp_<prefix>_<secret>`: the prefix is 8 base62 characters (never `_`), so
- * the first `_` after it separates the secret unambiguously even though the
- * base64url secret may itself contain `_`.
- */
-const API_KEY = /^idp_([A-Za-z0-9]{8})_([A-Za-z0-9_-]{43})$/;
-const BASE62 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
-const PREFIX_LENGTH = 8;
-
-function randomBase62(length: number): string {
-  let out = '';
-  while (out.length < length) {
-    for (const byte of randomBytes(length * 2)) {
-      // 248 = 4 × 62: bytes above it are dropped so every character is equally likely.
-      if (byte < 248 && out.length < length) out += BASE62[byte % 62];
-    }
-  }
-  return out;
-}
-
-export interface NewApiKey {
-  key: string;
-  prefix: string;
-  /** SHA-256 of the whole key: all that is stored besides the prefix. */
-  keyHash: string;
-}
-
-export function newApiKey(): NewApiKey {
-  const prefix = randomBase62(PREFIX_LENGTH);
-  const key = `idp_${prefix}_${randomToken(32)}`;
-  return { key, prefix, keyHash: sha256(key) };
-}
-
-export function apiKeyPrefix(token: string): string | undefined {
-  return API_KEY.exec(token)?.[1];
-}
 
 /** lastUsedAt is a hint for admins, so it is written at most once a minute per key. */
 const LAST_USED_GRANULARITY_MS = 60_000;
@@ -132,7 +96,7 @@ async function authenticateServiceAccount(deps: AuthDeps, token: string): Promis
   const oidc = await deps.oidc.get(tenant);
   const payload = await oidc.verifier.payloadOf(token);
   if (!payload || payload.kind !== 'ClientCredentials' || typeof payload.clientId !== 'string') throw invalidCredentials();
-  const accepted = [defaultApiOf(oidc.issuer), managementApiOf(deps.config.publicUrl)];
+  const accepted = [defaultApiOf(oidc.issuer), managementAudienceOf(deps.config.publicUrl)];
   if (!audiences(payload.aud).some((aud) => accepted.includes(aud))) throw invalidCredentials();
   if ((payload.extra as { tid?: unknown } | undefined)?.tid !== tenant.id) throw invalidCredentials();
   const account = await deps.db.prisma.serviceAccount.findFirst({

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { TENANT_SLUG } from '../tenants/tenants.js';
-import type { Route } from './router.js';
+import type { Route } from './route.js';
 
 /**
  * The OpenAPI 3.1 document of the management API, generated from the route

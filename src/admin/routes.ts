@@ -11,7 +11,8 @@ import * as secrets from './resources/secrets.js';
 import * as serviceAccounts from './resources/service-accounts.js';
 import * as tenants from './resources/tenants.js';
 import * as users from './resources/users.js';
-import { type AdminDeps, defineRoute, managementApi, type Route } from './router.js';
+import { type AdminDeps, defineRoute, type Route } from './route.js';
+import { managementApi } from './router.js';
 
 export const Caller = z.object({
   tenant: z.string(),

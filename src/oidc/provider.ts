@@ -3,6 +3,7 @@ import type { JWK } from 'jose';
 import type { Context } from 'koa';
 import Provider, { type Configuration, errors, type KoaContextWithOIDC } from 'oidc-provider';
 import { PERMISSIONS } from '../admin/permissions.js';
+import { managementAudienceOf } from '../admin/route.js';
 import type { AppDeps } from '../app.js';
 import { safeEqual, sha256 } from '../crypto/random.js';
 import { renderErrorPage, renderLogoutPage, renderLogoutSuccess } from '../interaction/render.js';
@@ -46,9 +47,6 @@ async function supportedScopes(prisma: OidcDeps['db']['prisma'], tenantId: strin
 /** The audience of access tokens that name no other resource. */
 export const defaultApiOf = (issuer: string) => `${issuer}/api`;
 
-/** The management API as a resource indicator: service accounts may ask for tokens meant for it alone. */
-export const managementApiOf = (publicUrl: string) => `${publicUrl}/api/v1`;
-
 export function tenantAlgs(tenant: TenantContext): SigningAlg[] {
   const extra = (tenant.settings as { signingAlgs?: unknown }).signingAlgs;
   const wanted = Array.isArray(extra) ? extra.filter((alg): alg is SigningAlg => SIGNING_ALGS.includes(alg as SigningAlg)) : [];
@@ -83,7 +81,8 @@ export async function createTenantProvider(deps: OidcDeps, tenant: TenantContext
   const prisma = db.prisma;
   const issuer = `${config.publicUrl}/t/${tenant.slug}`;
   const defaultApi = defaultApiOf(issuer);
-  const managementApi = managementApiOf(config.publicUrl);
+  // Service accounts may ask for tokens meant for the management API alone.
+  const managementApi = managementAudienceOf(config.publicUrl);
   const algs = tenantAlgs(tenant);
   await ensureKeys({ prisma, vault: deps.vault, clock }, tenant.id, algs);
   const keys = await loadTenantKeys({ prisma, vault: deps.vault, clock }, tenant.id);

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PERMISSIONS } from '../../src/admin/permissions.js';
-import type { Route } from '../../src/admin/router.js';
+import type { Route } from '../../src/admin/route.js';
 import { ADMIN_ROUTES } from '../../src/admin/routes.js';
 import { createTenant } from '../../src/tenants/tenants.js';
 import { apiKeyFor, tenantId } from '../helpers/admin.js';

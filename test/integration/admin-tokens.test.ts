@@ -34,7 +34,7 @@ async function machine(credentials: { client_id: string; client_secret: string }
     execute: [oidc.allowInsecureRequests],
   });
   config[oidc.customFetch] = (url, options) => {
-    const headers = new Headers(options.headers as HeadersInit);
+    const headers = new Headers(options.headers as ConstructorParameters<typeof Headers>[0]);
     headers.set('x-forwarded-for', ip);
     return fetch(url, { ...options, headers } as RequestInit);
   };

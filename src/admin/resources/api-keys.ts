@@ -1,10 +1,10 @@
 import { z } from 'zod';
 import { badRequest, conflict, notFound } from '../../errors.js';
 import type { Prisma, PrismaClient } from '../../store/db.js';
-import { newApiKey } from '../auth.js';
+import { newApiKey } from '../api-key-format.js';
 import { displayName, iso, nullableTimestamp, page, pageOf, paginationQuery, timestamp, uuidParam } from '../http.js';
 import { assertCanGrant, managementPermissionSchema, permissionList } from '../rbac.js';
-import { defineRoute } from '../router.js';
+import { defineRoute } from '../route.js';
 import type { RecordAudit } from './service-accounts.js';
 
 const MAX_LIFETIME_SECONDS = 5 * 366 * 24 * 3600;

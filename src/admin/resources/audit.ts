@@ -4,7 +4,7 @@ import { auditEvents, toCsv, toNdjson } from '../../audit/export.js';
 import { badRequest } from '../../errors.js';
 import type { Prisma } from '../../store/db.js';
 import { page, paginationQuery, timestamp } from '../http.js';
-import { defineRoute } from '../router.js';
+import { defineRoute } from '../route.js';
 
 export const AuditEvent = z.object({
   seq: z.string(),

@@ -12,7 +12,7 @@ import {
 } from '../../oidc/clients.js';
 import type { Prisma, PrismaClient } from '../../store/db.js';
 import { iso, page, pageOf, paginationQuery, timestamp } from '../http.js';
-import { defineRoute } from '../router.js';
+import { defineRoute } from '../route.js';
 
 /** A fresh client secret and the SHA-256 that is all we keep of it. */
 export function newClientSecret(): { secret: string; hash: string } {

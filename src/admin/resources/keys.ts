@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { rotateKeys } from '../../oidc/keys.js';
 import { iso, nullableTimestamp, page, pageOf, paginationQuery, timestamp } from '../http.js';
-import { defineRoute } from '../router.js';
+import { defineRoute } from '../route.js';
 
 export const SigningKey = z.object({
   kid: z.string(),

@@ -3,7 +3,7 @@ import { conflict } from '../../errors.js';
 import { ipInAny } from '../../security/ip.js';
 import { loadNetworkPolicy, NETWORK_MODES, type NetworkPolicyView } from '../../security/network-policy.js';
 import { iso, nullableTimestamp } from '../http.js';
-import { defineRoute } from '../router.js';
+import { defineRoute } from '../route.js';
 import { cidrList } from './service-accounts.js';
 
 export const NetworkPolicy = z.object({

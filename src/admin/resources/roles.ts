@@ -3,7 +3,7 @@ import { AppError, badRequest, conflict, notFound } from '../../errors.js';
 import type { Prisma } from '../../store/db.js';
 import { conflictOnDuplicate, description, iso, page, pageOf, paginationQuery, timestamp, uuidParam } from '../http.js';
 import { assertCanGrant, permissionList } from '../rbac.js';
-import { defineRoute } from '../router.js';
+import { defineRoute } from '../route.js';
 import { syncServiceAccountClient } from './service-accounts.js';
 
 export const Role = z.object({

@@ -5,7 +5,7 @@ import type { Vault } from '../../crypto/vault.js';
 import { notFound } from '../../errors.js';
 import type { Prisma, PrismaClient } from '../../store/db.js';
 import { conflictOnDuplicate, description, iso, page, pageOf, paginationQuery, timestamp, uuidParam } from '../http.js';
-import { defineRoute } from '../router.js';
+import { defineRoute } from '../route.js';
 
 /**
  * Third-party secrets (upstream IdP client secrets, SMTP passwords, webhook

@@ -2,12 +2,11 @@ import { z } from 'zod';
 import type { AuditEventInput, AuditLog } from '../../audit/audit.js';
 import { notFound } from '../../errors.js';
 import { createClient } from '../../oidc/clients.js';
-import { managementApiOf } from '../../oidc/provider.js';
 import { normalizeCidr, parseCidr } from '../../security/ip.js';
 import type { Prisma, PrismaClient } from '../../store/db.js';
 import { conflictOnDuplicate, description, displayName, iso, page, pageOf, paginationQuery, timestamp, uuidParam } from '../http.js';
 import { assertCanGrant, permissionList, permissionsOf } from '../rbac.js';
-import { defineRoute } from '../router.js';
+import { defineRoute, managementAudienceOf } from '../route.js';
 import { newClientSecret } from './clients.js';
 
 export const MAX_ALLOWED_IPS = 100;
@@ -138,7 +137,7 @@ function credentialsOf(deps: ServiceAccountDeps, tenantSlug: string, clientId: s
     client_id: clientId,
     client_secret: secret,
     token_endpoint: `${deps.publicUrl}/t/${tenantSlug}/token`,
-    audience: managementApiOf(deps.publicUrl),
+    audience: managementAudienceOf(deps.publicUrl),
   };
 }
 

@@ -4,7 +4,7 @@ import { SIGNING_ALGS } from '../../oidc/keys.js';
 import type { Prisma } from '../../store/db.js';
 import { createTenant, TENANT_SLUG, tenantSettingsSchema } from '../../tenants/tenants.js';
 import { displayName, iso, page, pageOf, paginationQuery, timestamp } from '../http.js';
-import { defineRoute } from '../router.js';
+import { defineRoute } from '../route.js';
 
 const MAX_SETTINGS_BYTES = 16 * 1024;
 

@@ -6,7 +6,7 @@ import type { Prisma, PrismaClient } from '../../store/db.js';
 import { checkPasswordPolicy, emailSchema } from '../../users/users.js';
 import { conflictOnDuplicate, displayName, iso, page, pageOf, paginationQuery, timestamp, uuidParam } from '../http.js';
 import { assertCanGrant } from '../rbac.js';
-import { defineRoute, type RouteContext } from '../router.js';
+import { defineRoute, type RouteContext } from '../route.js';
 
 export const INVITE_TTL_MS = 7 * 24 * 3600 * 1000;
 const MAX_ROLES = 50;

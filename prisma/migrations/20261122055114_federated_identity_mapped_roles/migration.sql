@@ -1,0 +1,2 @@
+-- AlterTable
+ALTER TABLE "FederatedIdentity" ADD COLUMN     "mappedRoles" TEXT[] DEFAULT ARRAY[]::TEXT[];

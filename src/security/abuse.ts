@@ -3,7 +3,7 @@ import type { Clock } from '../clock.js';
 import { sha256 } from '../crypto/random.js';
 import { tooManyRequests } from '../errors.js';
 import type { KvStore } from '../store/index.js';
-import { parseIp } from './ip.js';
+import { formatIp, parseIp } from './ip.js';
 import { hit } from './rate-limit.js';
 import { DEFAULT_RATE_LIMITS, type RateLimitSettings } from './settings.js';
 
@@ -39,7 +39,8 @@ export type FormLimit = 'sign_in' | 'token';
 export function rateLimitSubject(ip: string): string {
   const address = parseIp(ip);
   if (!address) return ip.slice(0, 64) || 'unknown';
-  if (address.family === 4) return ip.trim();
+  // An IPv4 peer of a dual-stack socket (`::ffff:203.0.113.9`) counts as the IPv4 address it is.
+  if (address.family === 4) return formatIp(address);
   return `${(address.value >> 64n).toString(16)}::/64`;
 }
 

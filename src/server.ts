@@ -56,6 +56,12 @@ export async function startServer(config: Config, logger: Logger, clock: Clock =
   const masterKey = await resolveMasterKey(config, path.resolve('keys'), logger);
   const stores = await openStores(config, logger, clock);
   const deps = await createAppDeps({ config, db: stores.db, kv: stores.kv, logger, clock, masterKey });
+  if (!config.smtpUrl) {
+    // Said once at start-up: in production the outbox never logs a message, so mail silently goes nowhere otherwise.
+    if (config.env === 'production')
+      logger.warn('SMTP_URL is not set: password reset, verification, invitation and new-device mail is not delivered');
+    else logger.info('SMTP_URL is not set: mail goes to the dev outbox, this log, links included');
+  }
   const app = createApp(deps);
   const server = app.listen(config.port);
   server.requestTimeout = 30_000;

@@ -19,12 +19,7 @@ export const API_PREFIX = '/api/v1';
 /** The management API as a resource indicator (token audience). */
 export const managementAudienceOf = (publicUrl: string) => `${publicUrl}${API_PREFIX}`;
 
-/** Sends an invitation mail; issue 4 (src/mail) provides one. Without it invitations are created but not sent. */
-export interface InviteMailer {
-  sendInvitation(input: { tenant: TenantContext; email: string; token: string; expiresAt: Date }): Promise<void>;
-}
-
-export type AdminDeps = AppDeps & { inviteMailer?: InviteMailer };
+export type AdminDeps = AppDeps;
 
 export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 

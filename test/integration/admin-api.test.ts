@@ -196,17 +196,32 @@ describe('roles', () => {
 });
 
 describe('users', () => {
-  it('invites by mail: a user without password and a hashed single-use token for 7 days', async () => {
+  it('invites by mail: a user without password and a hashed single-use token for 7 days, which can be sent again', async () => {
     const invited = await admin.post('/tenants/default/users/invitations', { email: 'New.Hire@Example.com', roles: ['viewer'] });
     expect(invited.status).toBe(202);
+    // No SMTP_URL in the tests: the mail goes to the dev outbox (the log).
     expect(invited.body).toMatchObject({
       user: { email: 'new.hire@example.com', has_password: false, roles: ['viewer'] },
-      delivery: 'not_sent',
+      delivery: 'outbox',
     });
-    const token = await t.deps.db.prisma.emailToken.findFirstOrThrow({ where: { userId: invited.body.user.id } });
-    expect(token.purpose).toBe('invite');
-    expect(token.tokenHash).toHaveLength(43);
-    expect(token.expiresAt.getTime() - Date.now()).toBeGreaterThan(6.9 * 24 * 3600 * 1000);
+    const userId = invited.body.user.id as string;
+    const tokens = () => t.deps.db.prisma.emailToken.findMany({ where: { userId, purpose: 'invite', usedAt: null } });
+    const [token] = await tokens();
+    expect(token?.tokenHash).toHaveLength(43);
+    expect(Math.abs((token?.expiresAt.getTime() ?? 0) - Date.parse(invited.body.expires_at))).toBeLessThan(1000);
+    expect(Date.parse(invited.body.expires_at) - Date.now()).toBeGreaterThan(6.9 * 24 * 3600 * 1000);
+
+    const again = await admin.post(`/tenants/default/users/${userId}/invitation`);
+    expect(again.status).toBe(202);
+    const current = await tokens();
+    expect(current).toHaveLength(1);
+    expect(current[0]?.id).not.toBe(token?.id);
+    const actions = (await t.deps.db.prisma.auditEvent.findMany({ where: { resourceId: userId }, orderBy: { seq: 'asc' } })).map(
+      (e) => e.action,
+    );
+    expect(actions).toEqual(['user.invited', 'user.invite.sent', 'user.invite.sent']);
+    const admins = await admin.get('/tenants/default/users?email=admin@example.com');
+    expect((await admin.post(`/tenants/default/users/${admins.body.data[0].id}/invitation`)).status).toBe(409);
   });
 
   it('updates, unlocks, resets MFA and deletes, each audited', async () => {

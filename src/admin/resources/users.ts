@@ -1,6 +1,7 @@
 import { z } from 'zod';
-import { randomToken, sha256 } from '../../crypto/random.js';
-import { badRequest, notFound } from '../../errors.js';
+import { badRequest, conflict, notFound } from '../../errors.js';
+import { sendInvite } from '../../mail/flows.js';
+import { revokeUserSessions } from '../../oidc/revoke.js';
 import { unlockUser } from '../../security/lockout.js';
 import type { Prisma, PrismaClient } from '../../store/db.js';
 import { checkPasswordPolicy, emailSchema } from '../../users/users.js';
@@ -8,7 +9,6 @@ import { conflictOnDuplicate, displayName, iso, page, pageOf, paginationQuery, t
 import { assertCanGrant } from '../rbac.js';
 import { defineRoute, type RouteContext } from '../route.js';
 
-export const INVITE_TTL_MS = 7 * 24 * 3600 * 1000;
 const MAX_ROLES = 50;
 
 export const User = z.object({
@@ -46,9 +46,13 @@ export const UserInvite = z.strictObject({
 
 export const Invitation = z.object({
   user: User,
-  expires_at: timestamp,
-  /** `sent` when a mailer delivered it; `not_sent` when none is configured (the invitation still exists). */
-  delivery: z.enum(['sent', 'not_sent']),
+  expires_at: timestamp.nullable(),
+  /**
+   * `sent`: handed to the SMTP transport; `outbox`: no SMTP_URL, so written to the
+   * server log only (development); `failed`: the transport refused it (the user
+   * exists; send the invitation again later).
+   */
+  delivery: z.enum(['sent', 'outbox', 'failed']),
 });
 
 export const UserUpdate = z.strictObject({
@@ -81,6 +85,22 @@ function toUser(row: UserRow): z.input<typeof User> {
 
 type Ctx = RouteContext<unknown, unknown, unknown>;
 
+/**
+ * Issues the single-use invitation token (7 days, stored hashed) and mails
+ * its link (src/mail). A transport failure leaves the user in place and says
+ * so, instead of failing a request whose main effect already happened.
+ */
+async function mailInvitation({ deps, tenant, actor, koa }: Ctx, userId: string) {
+  const flowDeps = { ...deps, prisma: deps.db.prisma };
+  try {
+    const { expiresAt } = await sendInvite(flowDeps, tenant, userId, actor, { ip: koa.ip, userAgent: koa.get('user-agent') || null });
+    return { expires_at: iso(expiresAt), delivery: deps.mailer.kind === 'smtp' ? ('sent' as const) : ('outbox' as const) };
+  } catch (error) {
+    deps.logger.error({ err: error, tenantId: tenant.id, userId }, 'invitation mail failed');
+    return { expires_at: null, delivery: 'failed' as const };
+  }
+}
+
 async function findUser(prisma: PrismaClient | Prisma.TransactionClient, tenantId: string, userId: string): Promise<UserRow> {
   const user = await prisma.user.findFirst({ where: { id: userId, tenantId }, include: userInclude });
   if (!user) throw notFound('no such user');
@@ -97,18 +117,6 @@ async function grantableRoles({ deps, tenant, caller }: Ctx, names: string[]) {
     roles.flatMap((role) => role.permissions),
   );
   return roles;
-}
-
-/**
- * Ends everything that keeps a user signed in: sessions, grants and refresh
- * tokens (the durable oidc-provider records naming them as accountId). Their
- * JWT access tokens stop working at userinfo and introspection at once, as
- * the grant they carry is gone and a disabled user is no account.
- */
-export async function revokeUserSessions(db: PrismaClient | Prisma.TransactionClient, tenantId: string, userId: string): Promise<number> {
-  return db.$executeRaw`
-    DELETE FROM "OidcPayload"
-    WHERE "tenantId" = ${tenantId}::uuid AND model IN ('Session', 'Grant', 'RefreshToken') AND payload->>'accountId' = ${userId}`;
 }
 
 interface NewUser {
@@ -212,8 +220,6 @@ export const userRoutes = [
     async handler(route) {
       const { deps, tenant, body, audit } = route;
       const roles = await grantableRoles(route as Ctx, body.roles);
-      const token = randomToken(32);
-      const expiresAt = new Date(deps.clock.now() + INVITE_TTL_MS);
       const user = await deps.db.prisma
         .$transaction(async (tx) => {
           const created = await createUserRow(tx, tenant.id, {
@@ -223,24 +229,32 @@ export const userRoutes = [
             passwordHash: null,
             roleIds: roles.map((r) => r.id),
           });
-          await tx.emailToken.create({
-            data: { tenantId: tenant.id, userId: created.id, purpose: 'invite', tokenHash: sha256(token), expiresAt },
-          });
           await audit(
-            {
-              action: 'user.invited',
-              resource: { type: 'user', id: created.id },
-              metadata: { email: created.email, roles: body.roles, expires_at: expiresAt },
-            },
+            { action: 'user.invited', resource: { type: 'user', id: created.id }, metadata: { email: created.email, roles: body.roles } },
             tx,
           );
           return created;
         })
         .catch(conflictOnDuplicate('a user with this email already exists'));
-      // The invitation stands whether or not a mailer is configured; the response says which.
-      const mailer = deps.inviteMailer;
-      if (mailer) await mailer.sendInvitation({ tenant, email: user.email, token, expiresAt });
-      return { user: toUser(user), expires_at: iso(expiresAt), delivery: mailer ? ('sent' as const) : ('not_sent' as const) };
+      return { user: toUser(user), ...(await mailInvitation(route as Ctx, user.id)) };
+    },
+  }),
+  defineRoute({
+    method: 'POST',
+    path: '/tenants/{tenant}/users/{userId}/invitation',
+    operationId: 'resendInvitation',
+    summary: 'Mail a new invitation to a user who has not set a password yet (earlier links stop working)',
+    tag: 'users',
+    permission: 'users.write',
+    params: userParams,
+    response: Invitation,
+    status: 202,
+    async handler(route) {
+      const { deps, tenant, params } = route;
+      const user = await findUser(deps.db.prisma, tenant.id, params.userId);
+      if (user.passwordHash) throw conflict('the user has already set a password');
+      if (user.disabled) throw conflict('the user is disabled');
+      return { user: toUser(user), ...(await mailInvitation(route as Ctx, user.id)) };
     },
   }),
   defineRoute({

@@ -71,7 +71,7 @@ describe('bad input at the OIDC endpoints', () => {
     };
   }
 
-  function post(endpoint: string, body: string | Uint8Array, headers: Record<string, string> = {}): Promise<Answer> {
+  function post(endpoint: string, body: string | Uint8Array<ArrayBuffer>, headers: Record<string, string> = {}): Promise<Answer> {
     return send(endpoint, { method: 'POST', headers: { 'content-type': FORM, ...headers }, body });
   }
 
@@ -128,7 +128,7 @@ describe('bad input at the OIDC endpoints', () => {
 
     it('refuses garbage encodings and bytes without a server error', async () => {
       const auth = { authorization: machineAuth() };
-      const bodies: [string, string | Uint8Array][] = [
+      const bodies: [string, string | Uint8Array<ArrayBuffer>][] = [
         ['bad percent-encoding', 'grant_type=%zz&scope=%'],
         ['NUL bytes', 'grant_type=client_credentials%00&scope=%00'],
         ['invalid UTF-8', new Uint8Array([0x67, 0x72, 0x61, 0x6e, 0x74, 0x5f, 0x74, 0x79, 0x70, 0x65, 0x3d, 0xc3, 0x28, 0xff, 0xfe])],

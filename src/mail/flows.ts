@@ -56,6 +56,12 @@ export interface EmailFlowDeps {
   config: { publicUrl: string };
 }
 
+/** The flows' dependencies out of the app's (AppDeps has all of them), for callers such as the management API. */
+export function emailFlowDeps(deps: Omit<EmailFlowDeps, 'prisma'> & { db: { prisma: PrismaClient } }): EmailFlowDeps {
+  const { db, audit, passwords, kv, clock, mailer, config } = deps;
+  return { prisma: db.prisma, audit, passwords, kv, clock, mailer, config };
+}
+
 export type FlowTenant = Pick<TenantContext, 'id' | 'slug' | 'displayName' | 'settings'>;
 
 export interface RequestMeta {

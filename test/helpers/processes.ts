@@ -84,8 +84,8 @@ export function runNode(
     });
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      reject(new Error(`${script} ${args.join(' ')} did not finish within ${options.timeoutMs ?? 60_000} ms\n${stdout}\n${stderr}`));
-    }, options.timeoutMs ?? 60_000);
+      reject(new Error(`${script} ${args.join(' ')} did not finish within ${options.timeoutMs ?? 150_000} ms\n${stdout}\n${stderr}`));
+    }, options.timeoutMs ?? 150_000);
     child.once('error', reject);
     child.once('close', (code, signal) => {
       clearTimeout(timer);
@@ -134,7 +134,7 @@ export interface ServerProcess {
  * answers. Logs at info unless LOG_LEVEL says otherwise: the "listening"
  * line is info. Rejects (with the output) if the process exits first.
  */
-export async function startServerProcess(env: Record<string, string | undefined> = {}, timeoutMs = 60_000): Promise<ServerProcess> {
+export async function startServerProcess(env: Record<string, string | undefined> = {}, timeoutMs = 150_000): Promise<ServerProcess> {
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   const child = track(

@@ -149,7 +149,7 @@ function cliContract(target: () => Target, { validation }: { validation: boolean
 }
 
 // Each test spawns processes that each need seconds of CPU; a busy 2-core machine needs more than the default 30 s.
-describe('idp CLI (real process)', { timeout: 120_000 }, () => {
+describe('idp CLI (real process)', { timeout: 180_000 }, () => {
   afterAll(() => killSpawned());
 
   describe('usage errors', () => {

@@ -47,7 +47,9 @@ async function storedAdmin(dataDir: string) {
 }
 
 // Server processes need seconds of CPU to start; a busy 2-core machine needs more than the default 30 s.
-describe('first start (real server process)', { timeout: 120_000 }, () => {
+const SERVER_START_TIMEOUT = 180_000;
+
+describe('first start (real server process)', { timeout: SERVER_START_TIMEOUT }, () => {
   afterAll(() => killSpawned());
 
   describe('on an empty DATA_DIR without ADMIN_PASSWORD', () => {
@@ -58,7 +60,7 @@ describe('first start (real server process)', { timeout: 120_000 }, () => {
       dataDir = await tempDir('first-start');
       server = await startServerProcess({ DATA_DIR: dataDir.path });
       return () => dataDir.remove();
-    });
+    }, SERVER_START_TIMEOUT);
 
     it('prints the admin email, a generated password and the sign-in URL', () => {
       const out = server.stdout();

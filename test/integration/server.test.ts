@@ -285,15 +285,22 @@ describe('when a dependency goes away', () => {
 
     if (dbProxy) await dbProxy.cut();
     else await db.close();
+    // Every step runs even when one fails, so the suite's database is always dropped.
     return async () => {
-      await closeAppDeps(deps);
-      await kvProxy?.cut();
-      if (kv !== stores.kv) await kv.close();
-      if (db !== stores.db) await db.close();
-      // The embedded database was closed by the test; PGlite refuses a second close.
-      await stores.close().catch((error: unknown) => {
-        if (!String(error).includes('PGlite is closed')) throw error;
-      });
+      const steps = [
+        () => closeAppDeps(deps),
+        async () => kvProxy?.cut(),
+        async () => (kv !== stores.kv ? kv.close() : undefined),
+        async () => (db !== stores.db ? db.close() : undefined),
+        // The embedded database was closed by the test; PGlite refuses a second close.
+        () =>
+          stores.close().catch((error: unknown) => {
+            if (!String(error).includes('PGlite is closed')) throw error;
+          }),
+      ];
+      const failed: unknown[] = [];
+      for (const step of steps) await step().catch((error: unknown) => failed.push(error));
+      if (failed.length) throw failed[0];
     };
   });
 

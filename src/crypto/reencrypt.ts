@@ -59,8 +59,18 @@ export const SIGNING_KEY_PRIVATE_JWK = uuidKeyedTextColumn('SigningKey', 'privat
 /** TOTP shared secrets (src/security/mfa.ts). */
 export const MFA_FACTOR_SECRET = uuidKeyedTextColumn('MfaFactor', 'secret');
 
+/** Upstream OIDC client secrets and our per-connection SAML SP keys (src/federation/connections.ts). */
+export const CONNECTION_CLIENT_SECRET = uuidKeyedTextColumn('Connection', 'clientSecret');
+export const CONNECTION_SP_PRIVATE_KEY = uuidKeyedTextColumn('Connection', 'spPrivateKey');
+
 /** Add new encrypted columns here, one entry each, so rotation covers them. */
-export const ENCRYPTED_COLUMNS: readonly EncryptedColumn[] = Object.freeze([SECRET_VALUE, SIGNING_KEY_PRIVATE_JWK, MFA_FACTOR_SECRET]);
+export const ENCRYPTED_COLUMNS: readonly EncryptedColumn[] = Object.freeze([
+  SECRET_VALUE,
+  SIGNING_KEY_PRIVATE_JWK,
+  MFA_FACTOR_SECRET,
+  CONNECTION_CLIENT_SECRET,
+  CONNECTION_SP_PRIVATE_KEY,
+]);
 
 export interface ReencryptResult {
   table: string;

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import path from 'node:path';
 import type { Context } from 'koa';
 import pug from 'pug';
+import type { LoginSso } from '../federation/interaction-steps.js';
 import type { TenantContext } from '../tenants/tenants.js';
 import { STYLESHEET_HREF, VIEWS_DIR } from './assets.js';
 import { type CspAdditions, formActionSource, widenCsp } from './csp.js';
@@ -142,13 +143,16 @@ export interface LoginView {
   passkeyAction?: string;
   /** "Forgot your password?" and, when the tenant allows sign-up, "Create an account" (self-service.ts). */
   links?: { forgot: string; signup?: string };
+  /** Single sign-on buttons and home-realm discovery, when the tenant has connections (src/federation/). */
+  sso?: LoginSso;
   /** The client's redirect URI, which the browser reaches through redirects after the post. */
   redirectUri?: unknown;
 }
 
 export function renderLoginPage(ctx: Context, tenant: BrandSource, view: LoginView, status?: number): void {
   const { redirectUri, ...locals } = view;
-  renderView(ctx, 'login', tenant, 'Sign in', locals, { status, formActions: [formActionSource(redirectUri)] });
+  const formActions = [formActionSource(redirectUri), ...(view.sso?.formActions ?? [])];
+  renderView(ctx, 'login', tenant, 'Sign in', locals, { status, formActions });
 }
 
 export interface ConsentView {

@@ -6,6 +6,7 @@ import type { Config } from '../config.js';
 import type { PasswordHasher } from '../crypto/passwords.js';
 import type { Vault } from '../crypto/vault.js';
 import { AppError, badRequest, toHttpError } from '../errors.js';
+import { federationSteps, loginSsoView, ssoRequiredMessage } from '../federation/interaction-steps.js';
 import type { Mailer } from '../mail/mailer.js';
 import type { Logger } from '../observability/logger.js';
 import type { PrismaClient } from '../store/db.js';
@@ -63,13 +64,20 @@ type Step = (request: InteractionRequest) => Promise<void>;
 /** What the second-factor steps (mfa-steps.ts) use of this module. */
 const MFA_KIT: MfaKit = { loadInteraction, readCheckedForm, finishLogin, showLogin };
 
+/** Single sign-on: `sso` sends the browser upstream, `federated` is where it comes back (src/federation/). */
+const FEDERATION_STEPS = federationSteps(MFA_KIT);
+
 /** Form targets by their last path segment; the second-factor ones come from mfa-steps.ts. */
 const POST_STEPS: Readonly<Record<string, Step>> = Object.freeze({
   login: submitLogin,
   confirm: submitConsent,
   abort: abortInteraction,
   ...mfaSteps(MFA_KIT),
+  ...FEDERATION_STEPS.post,
 });
+
+/** Steps the browser reaches by a redirect rather than a form. */
+const GET_STEPS: Readonly<Record<string, Step>> = Object.freeze({ ...FEDERATION_STEPS.get });
 
 /**
  * The hosted sign-in and consent pages of oidc-provider interactions:
@@ -83,7 +91,7 @@ export function interactionRoutes(deps: InteractionDeps): Middleware {
     const match = INTERACTION_PATH.exec(ctx.path);
     if (!match?.[1]) return next();
     const step = match[2];
-    if (step !== undefined && !Object.hasOwn(POST_STEPS, step)) return next();
+    if (step !== undefined && !Object.hasOwn(POST_STEPS, step) && !Object.hasOwn(GET_STEPS, step)) return next();
     const request: InteractionRequest = { ctx, tenant: requireTenant(ctx.state), uid: match[1], deps, csrf };
     ctx.set('Cache-Control', 'no-store');
     await withErrorPage(request, () => dispatch(request, step));
@@ -95,6 +103,10 @@ async function dispatch(request: InteractionRequest, step: string | undefined): 
   if (step === undefined) {
     if (method !== 'GET' && method !== 'HEAD') throw methodNotAllowed('GET, HEAD');
     return showInteraction(request);
+  }
+  if (Object.hasOwn(GET_STEPS, step)) {
+    if (method !== 'GET') throw methodNotAllowed('GET');
+    return GET_STEPS[step]?.(request);
   }
   if (method !== 'POST') throw methodNotAllowed('POST');
   const handler = POST_STEPS[step];
@@ -228,6 +240,7 @@ async function showLogin(
       error: form.error,
       passkeyAction: passkeySignInAction(request),
       links: selfServiceLinks(tenant),
+      sso: await loginSsoView(request),
       redirectUri: details.params.redirect_uri,
     },
     status,
@@ -286,6 +299,9 @@ async function submitLogin(request: InteractionRequest): Promise<void> {
     return showLogin(request, provider, details, { email, error: SIGN_IN_INCOMPLETE }, 400);
   }
   const { deps, ctx, tenant } = request;
+  // A domain that requires single sign-on gets no password check at all, whoever the address belongs to.
+  const ssoOnly = await ssoRequiredMessage(deps.db.prisma, tenant.id, input.data.email);
+  if (ssoOnly) return showLogin(request, provider, details, { email: input.data.email, error: ssoOnly }, 403);
   const guard = protection.guard(ctx, tenant);
   const result = await authenticatePassword(
     authDeps(deps),

@@ -132,6 +132,9 @@ describe('reencryptAll', () => {
       { table: 'SigningKey', column: 'privateJwk', reencrypted: signingKeys.size, skipped: 0, failed: 0, failedIds: [] },
       // TOTP secrets are covered too; test/integration/mfa-totp.test.ts re-encrypts real ones.
       { table: 'MfaFactor', column: 'secret', reencrypted: 0, skipped: 0, failed: 0, failedIds: [] },
+      // Connection secrets and SP keys too; test/integration/federation-oidc.test.ts re-encrypts real ones.
+      { table: 'Connection', column: 'clientSecret', reencrypted: 0, skipped: 0, failed: 0, failedIds: [] },
+      { table: 'Connection', column: 'spPrivateKey', reencrypted: 0, skipped: 0, failed: 0, failedIds: [] },
     ]);
     expect(total(first, 'reencrypted')).toBe(count);
 

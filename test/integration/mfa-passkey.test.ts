@@ -22,6 +22,7 @@ import {
   createTenantClient,
   createTenantWithUser,
   type Outcome,
+  parseForms,
   rpConfig,
   textOf,
 } from '../helpers/oidc.js';
@@ -113,7 +114,10 @@ describe('passkey registration', () => {
     expect(enrollPage.headers.get('content-security-policy')).not.toContain('script-src');
     await enrollPage.body?.cancel();
 
-    const page = asPage(await submitStep(started.browser, started.outcome, 'passkey-register-begin'));
+    const beginForm = parseForms(asPage(started.outcome).html).find((f) => f.action.endsWith('/passkey-register-begin'));
+    const begun = await started.browser.request(new URL(beginForm?.action ?? '', t.url), { form: beginForm?.fields ?? {} });
+    expect(begun.headers.get('content-security-policy')).toMatch(/(^|; )script-src 'self'(;|$)/);
+    const page: Page = { kind: 'page', url: new URL(beginForm?.action ?? '', t.url), status: begun.status, html: await begun.text() };
     expect(page.html).toMatch(/<script src="\/assets\/passkey\.js\?v=[\w-]+" defer>/);
     const script = await started.browser.request(new URL('/assets/passkey.js', t.url));
     expect(script.headers.get('content-type')).toContain('text/javascript');
@@ -231,6 +235,31 @@ describe('passwordless sign-in with a passkey', () => {
       expect(textOf(refused.html)).toContain('That passkey could not be used to sign in');
       expect(hasStep(refused, 'login')).toBe(true);
     }
+  });
+
+  it('refuses a passkey whose user handle names someone else', async () => {
+    const credential = authenticator.credentials[0];
+    if (!credential) throw new Error('no credential registered');
+    const own = credential.userHandle;
+    credential.userHandle = Buffer.from('00000000-0000-4000-8000-000000000000');
+    try {
+      const started = await loginPage();
+      const page = await passkeyPage(started, started.outcome);
+      const refused = asPage(
+        await submitStep(started.browser, page, 'passkey', {
+          credential: JSON.stringify(authenticator.authenticate(requestOptions(page))),
+        }),
+      );
+      expect(refused.status).toBe(422);
+    } finally {
+      credential.userHandle = own;
+    }
+    const failed = await t.deps.db.prisma.auditEvent.findMany({
+      where: { tenantId, action: 'auth.sign_in.failed' },
+      orderBy: { seq: 'desc' },
+      take: 1,
+    });
+    expect(failed[0]?.metadata).toMatchObject({ method: 'passkey', reason: 'user_handle_mismatch' });
   });
 
   it('answers each challenge once: an old response and a retried challenge are refused', async () => {

@@ -112,9 +112,28 @@ export function freePort(): Promise<number> {
   });
 }
 
+const tempDirs = new Set<string>();
+
 export async function tempDir(prefix: string): Promise<{ path: string; remove(): Promise<void> }> {
   const dir = await mkdtemp(path.join(tmpdir(), `idp-${prefix}-`));
-  return { path: dir, remove: () => rm(dir, { recursive: true, force: true }) };
+  tempDirs.add(dir);
+  return {
+    path: dir,
+    remove: async () => {
+      await rm(dir, { recursive: true, force: true });
+      tempDirs.delete(dir);
+    },
+  };
+}
+
+/**
+ * Removes every directory tempDir made in this suite that is still there: a
+ * beforeAll that times out never returns its teardown. Call it from the
+ * suite's last afterAll, after killSpawned.
+ */
+export async function removeTempDirs(): Promise<void> {
+  await Promise.all([...tempDirs].map((dir) => rm(dir, { recursive: true, force: true })));
+  tempDirs.clear();
 }
 
 export interface ServerProcess {

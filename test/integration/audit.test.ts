@@ -4,7 +4,7 @@ import { type AuditEventInput, type AuditLog, createAuditLog } from '../../src/a
 import { chainHash, GENESIS_HASH } from '../../src/audit/chain.js';
 import { manualClock } from '../../src/clock.js';
 import { type Database, migrate, openDatabase } from '../../src/store/index.js';
-import { killSpawned, runCli, tempDir } from '../helpers/processes.js';
+import { killSpawned, removeTempDirs, runCli, tempDir } from '../helpers/processes.js';
 import { createTestStores, type TestStores } from '../helpers/stores.js';
 
 const clock = manualClock(Date.UTC(2026, 0, 2, 3, 4, 5, 678));
@@ -314,7 +314,10 @@ describe('audit trail', () => {
  * DATA_DIR on the embedded database.
  */
 describe('idp audit verify (real process)', () => {
-  afterAll(() => killSpawned());
+  afterAll(async () => {
+    await killSpawned();
+    await removeTempDirs();
+  });
 
   async function scenario(open: () => Promise<{ db: Database; env: Record<string, string>; close(): Promise<void> }>) {
     // Write, close, run the CLI: PGlite must never be open in two processes at once.

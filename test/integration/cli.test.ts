@@ -10,7 +10,7 @@ import { systemClock } from '../../src/clock.js';
 import { type Database, openDatabase } from '../../src/store/index.js';
 import { readMigrationList } from '../../src/store/schema-engine.js';
 import { testDatabaseUrl } from '../helpers/env.js';
-import { killSpawned, type ProcessResult, runCli, startServerProcess, tempDir } from '../helpers/processes.js';
+import { killSpawned, type ProcessResult, removeTempDirs, runCli, startServerProcess, tempDir } from '../helpers/processes.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
@@ -150,7 +150,10 @@ function cliContract(target: () => Target, { validation }: { validation: boolean
 
 // Each test spawns processes that each need seconds of CPU; a busy 2-core machine needs more than the default 30 s.
 describe('idp CLI (real process)', { timeout: 180_000 }, () => {
-  afterAll(() => killSpawned());
+  afterAll(async () => {
+    await killSpawned();
+    await removeTempDirs();
+  });
 
   describe('usage errors', () => {
     it('an unknown command exits 2 with the usage on stderr', async () => {

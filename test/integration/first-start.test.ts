@@ -7,7 +7,7 @@ import { createAuditLog } from '../../src/audit/audit.js';
 import { systemClock } from '../../src/clock.js';
 import { openDatabase } from '../../src/store/index.js';
 import { testDatabaseUrl, testRedisUrl } from '../helpers/env.js';
-import { killSpawned, type ServerProcess, startServerProcess, tempDir } from '../helpers/processes.js';
+import { killSpawned, removeTempDirs, type ServerProcess, startServerProcess, tempDir } from '../helpers/processes.js';
 import { createTestStores, type TestStores } from '../helpers/stores.js';
 
 const GENERATED_PASSWORD = /^ {2}Admin password \(shown once, store it now\): (\S+)$/m;
@@ -50,7 +50,10 @@ async function storedAdmin(dataDir: string) {
 const SERVER_START_TIMEOUT = 180_000;
 
 describe('first start (real server process)', { timeout: SERVER_START_TIMEOUT }, () => {
-  afterAll(() => killSpawned());
+  afterAll(async () => {
+    await killSpawned();
+    await removeTempDirs();
+  });
 
   describe('on an empty DATA_DIR without ADMIN_PASSWORD', () => {
     let dataDir: Awaited<ReturnType<typeof tempDir>>;

@@ -1,5 +1,4 @@
 import type { Context } from 'koa';
-import QRCode from 'qrcode';
 import { z } from 'zod';
 import { AppError } from '../errors.js';
 import {
@@ -15,6 +14,7 @@ import {
   regenerateRecoveryCodes,
   verifySecondFactorCode,
 } from '../security/mfa.js';
+import { totpQrDataUrl } from '../security/totp.js';
 import {
   finishAuthentication,
   finishRegistration,
@@ -262,7 +262,7 @@ async function showEnrollment(
     enrollment = await beginTotpEnrollment(deps, request.tenant, user);
     await savePending(request, { ...pending, factorId: enrollment.factorId });
   }
-  const qrDataUrl = await QRCode.toDataURL(enrollment.uri, { errorCorrectionLevel: 'M', margin: 2, width: 240 });
+  const qrDataUrl = await totpQrDataUrl(enrollment.uri);
   renderEnrollPage(
     request.ctx,
     request.tenant,

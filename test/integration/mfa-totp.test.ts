@@ -13,7 +13,7 @@ import {
   resetMfa,
   useTotpCode,
 } from '../../src/security/mfa.js';
-import { TOTP_PERIOD_SECONDS, totpCodeAt } from '../../src/security/totp.js';
+import { TOTP_PERIOD_SECONDS, totpCodeAt, totpQrDataUrl, totpUri } from '../../src/security/totp.js';
 import { createUser } from '../../src/users/users.js';
 import { createTestApp, type TestApp } from '../helpers/app.js';
 import { asPage, hasStep, howSignedIn, manualKeyOf, recoveryCodesOf, redeem, signInWithPassword, submitStep } from '../helpers/mfa.js';
@@ -114,6 +114,8 @@ describe('TOTP enrollment required by role', () => {
     expect(page.html).toMatch(/<img[^>]+src="data:image\/png;base64,[A-Za-z0-9+/=]+"/);
     const secret = manualKeyOf(page);
     expect(secret).toMatch(/^[A-Z2-7]{32}$/);
+    // The QR code carries the otpauth URI of exactly this key (rendering is deterministic).
+    expect(page.html).toContain(`src="${await totpQrDataUrl(totpUri(SLUG, 'admin@example.com', secret))}"`);
     expect(page.html).not.toMatch(/<script/i);
 
     // Reloading the interaction shows the same enrollment; skipping ahead is refused.

@@ -5,6 +5,7 @@ import type { Clock } from './clock.js';
 import type { Config } from './config.js';
 import { createPasswordHasher, type PasswordHasher } from './crypto/passwords.js';
 import { createVault, type Vault } from './crypto/vault.js';
+import { federationRoutes } from './federation/routes.js';
 import { accountRoutes } from './interaction/account.js';
 import { assetRoutes } from './interaction/assets.js';
 import { interactionRoutes } from './interaction/routes.js';
@@ -16,6 +17,7 @@ import type { Logger } from './observability/logger.js';
 import { createMetrics, type Metrics } from './observability/metrics.js';
 import { oidcRoutes } from './oidc/mount.js';
 import { createOidcRegistry, type OidcRegistry } from './oidc/registry.js';
+import { isSamlIdpPath, samlIdpRoutes } from './saml-idp/routes.js';
 import { limitRequest } from './security/abuse.js';
 import { serviceAccountTokenGuard } from './security/client-ip-allowlist.js';
 import { securityHeaders } from './security/headers.js';
@@ -78,6 +80,8 @@ function tenantRoutes(deps: AppDeps): Middleware {
   const selfService = selfServiceRoutes(deps);
   const interaction = interactionRoutes(deps);
   const account = accountRoutes(deps);
+  const samlIdp = samlIdpRoutes(deps);
+  const federation = federationRoutes(deps);
   return async function tenantRoot(ctx, next) {
     const tenant = requireTenant(ctx.state);
     const prefix = `/t/${tenant.slug}`;
@@ -86,8 +90,10 @@ function tenantRoutes(deps: AppDeps): Middleware {
       return;
     }
     if (ctx.path.startsWith(`${prefix}/interaction/`)) return interaction(ctx, next);
+    if (ctx.path.startsWith(`${prefix}/federation/`)) return federation(ctx, next);
     if (ctx.path === `${prefix}/account` || ctx.path === `${prefix}/account/login`) return account(ctx, next);
     if (isSelfServicePath(ctx.path.slice(prefix.length))) return selfService(ctx, next);
+    if (isSamlIdpPath(ctx.path.slice(prefix.length))) return samlIdp(ctx, next);
     await oidc(ctx, next);
   };
 }

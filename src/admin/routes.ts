@@ -4,11 +4,13 @@ import { PERMISSIONS } from './permissions.js';
 import * as apiKeys from './resources/api-keys.js';
 import * as audit from './resources/audit.js';
 import * as clients from './resources/clients.js';
+import * as connections from './resources/connections.js';
 import * as keys from './resources/keys.js';
 import * as network from './resources/network.js';
 import * as roles from './resources/roles.js';
 import * as secrets from './resources/secrets.js';
 import * as serviceAccounts from './resources/service-accounts.js';
+import * as serviceProviders from './resources/service-providers.js';
 import * as tenants from './resources/tenants.js';
 import * as users from './resources/users.js';
 import { type AdminDeps, defineRoute, type Route } from './route.js';
@@ -53,6 +55,8 @@ export const ADMIN_ROUTES: readonly Route[] = Object.freeze([
   ...network.networkRoutes,
   ...keys.keyRoutes,
   ...secrets.secretRoutes,
+  ...connections.connectionRoutes,
+  ...serviceProviders.serviceProviderRoutes,
   ...audit.auditRoutes,
 ]);
 
@@ -102,6 +106,18 @@ export const ADMIN_COMPONENTS: Record<string, z.ZodType> = {
   SecretPage: secrets.SecretPage,
   SecretCreate: secrets.SecretCreate,
   SecretUpdate: secrets.SecretUpdate,
+  Connection: connections.Connection,
+  ConnectionPage: connections.ConnectionPage,
+  ConnectionCreate: connections.ConnectionCreate,
+  ConnectionUpdate: connections.ConnectionUpdate,
+  ConnectionTestReport: connections.ConnectionTestReport,
+  ServiceProvider: serviceProviders.ServiceProvider,
+  ServiceProviderPage: serviceProviders.ServiceProviderPage,
+  ServiceProviderCreate: serviceProviders.ServiceProviderCreate,
+  ServiceProviderUpdate: serviceProviders.ServiceProviderUpdate,
+  SamlSigningKey: serviceProviders.SamlSigningKey,
+  SamlSigningKeyPage: serviceProviders.SamlSigningKeyPage,
+  SamlKeyRotation: serviceProviders.SamlKeyRotation,
   AuditEvent: audit.AuditEvent,
   AuditEventPage: audit.AuditEventPage,
   AuditVerification: audit.AuditVerification,

@@ -22,6 +22,8 @@ const ASSETS: ReadonlyMap<string, Asset> = new Map([
   ['/assets/style.css', asset('style.css', 'text/css; charset=utf-8')],
   // The passkey pages' only script; every other page runs without any (see passkey.pug).
   ['/assets/passkey.js', asset('passkey.js', 'text/javascript; charset=utf-8')],
+  // Submits the SAML POST binding's form (src/saml-idp/render.ts, views/saml-post.pug).
+  ['/assets/saml-post.js', asset('saml-post.js', 'text/javascript; charset=utf-8')],
 ]);
 
 /** What pages link to: versioned by content, which is what makes a year-long immutable cache safe. */
@@ -33,6 +35,7 @@ function hrefOf(assetPath: string): string {
 
 export const STYLESHEET_HREF = hrefOf('/assets/style.css');
 export const PASSKEY_SCRIPT_HREF = hrefOf('/assets/passkey.js');
+export const SAML_POST_SCRIPT_HREF = hrefOf('/assets/saml-post.js');
 
 /** Serves GET/HEAD of the assets above; everything else goes on to `next`. */
 export function assetRoutes(): Middleware {

@@ -1,10 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { isDeepStrictEqual } from 'node:util';
 import { LRUCache } from 'lru-cache';
-import type { AuditLog } from '../audit/audit.js';
-import type { Prisma, PrismaClient } from '../store/db.js';
-import type { KvStore } from '../store/index.js';
-import { publishTenantChange, type TenantContext } from '../tenants/tenants.js';
+import type { TenantContext } from '../tenants/tenants.js';
+import { type BuiltinClientDeps, ensureBuiltinClient } from './builtin-clients.js';
 import type { OidcRegistry } from './registry.js';
 
 /**
@@ -40,105 +37,20 @@ export function accountClientMetadata(accountUrl: string): Record<string, unknow
   };
 }
 
-const ACTOR = { type: 'system' as const, id: 'account-page' };
-
-interface ClientDeps {
-  prisma: PrismaClient;
-  kv: KvStore;
-  audit: AuditLog;
-}
-
-const isUniqueViolation = (error: unknown) => (error as { code?: unknown } | null)?.code === 'P2002';
-
-/** Inserts the client; false when another request or node inserted it first. */
-async function insertClient({ prisma, audit }: ClientDeps, tenant: TenantContext, metadata: Record<string, unknown>): Promise<boolean> {
-  const clientId = accountClientIdFor(tenant.id);
-  try {
-    await prisma.$transaction(async (tx) => {
-      await tx.client.create({
-        data: {
-          tenantId: tenant.id,
-          clientId,
-          name: ACCOUNT_CLIENT_NAME,
-          secretHash: null,
-          metadata: metadata as Prisma.InputJsonValue,
-          firstParty: true,
-        },
-      });
-      await audit.append(
-        tenant.id,
-        {
-          actor: ACTOR,
-          action: 'client.created',
-          resource: { type: 'client', id: clientId },
-          metadata: { name: ACCOUNT_CLIENT_NAME, grant_types: metadata.grant_types, auth_method: 'none', builtin: true },
-        },
-        tx,
-      );
-    });
-    return true;
-  } catch (error) {
-    if (isUniqueViolation(error)) return false;
-    throw error;
-  }
-}
+type ClientDeps = BuiltinClientDeps;
 
 /**
  * Creates the tenant's account client if it is missing, and rewrites it when
- * its stored metadata differs from what the current PUBLIC_URL calls for (the
- * URL may change between restarts, or someone may have edited the row).
- * Every change is audited and published, so each node rebuilds the tenant's
- * provider as after any other client change. Safe to run concurrently.
+ * its stored metadata differs from what the current PUBLIC_URL calls for (see
+ * ensureBuiltinClient). Safe to run concurrently.
  */
-export async function ensureAccountClient(deps: ClientDeps, tenant: TenantContext, publicUrl: string): Promise<string> {
-  const { prisma, kv, audit } = deps;
-  const clientId = accountClientIdFor(tenant.id);
-  const metadata = accountClientMetadata(accountPageUrl(publicUrl, tenant.slug));
-  const change = { tenantId: tenant.id, slug: tenant.slug, what: 'clients' };
-  const find = () => prisma.client.findFirst({ where: { tenantId: tenant.id, clientId } });
-
-  let row = await find();
-  if (!row) {
-    if (await insertClient(deps, tenant, metadata)) {
-      await publishTenantChange(kv, change);
-      return clientId;
-    }
-    row = await find();
-    if (!row) throw new Error(`account client ${clientId} exists outside its tenant`);
-  }
-  const current =
-    isDeepStrictEqual(row.metadata, metadata) &&
-    row.name === ACCOUNT_CLIENT_NAME &&
-    row.firstParty &&
-    !row.resourceServer &&
-    !row.secretHash;
-  if (current) return clientId;
-
-  const rowId = row.id;
-  await prisma.$transaction(async (tx) => {
-    await tx.client.update({
-      where: { id: rowId },
-      data: {
-        name: ACCOUNT_CLIENT_NAME,
-        secretHash: null,
-        metadata: metadata as Prisma.InputJsonValue,
-        firstParty: true,
-        resourceServer: false,
-      },
-    });
-    await audit.append(
-      tenant.id,
-      {
-        actor: ACTOR,
-        action: 'client.updated',
-        resource: { type: 'client', id: clientId },
-        metadata: { builtin: true, redirect_uris: metadata.redirect_uris },
-      },
-      tx,
-    );
+export function ensureAccountClient(deps: ClientDeps, tenant: TenantContext, publicUrl: string): Promise<string> {
+  return ensureBuiltinClient(deps, tenant, {
+    clientId: accountClientIdFor(tenant.id),
+    name: ACCOUNT_CLIENT_NAME,
+    metadata: accountClientMetadata(accountPageUrl(publicUrl, tenant.slug)),
+    actorId: 'account-page',
   });
-  await publishTenantChange(kv, change);
-  return clientId;
 }
 
 /** Where the account page sends the browser, read from the tenant's provider as discovery publishes it. */

@@ -32,7 +32,13 @@ export const keyRoutes = [
     async handler({ deps, tenant, query, cursor }) {
       const after = cursor.decode(query.cursor);
       const rows = await deps.db.prisma.signingKey.findMany({
-        where: { tenantId: tenant.id, ...(query.status ? { status: query.status } : {}), ...(after ? { id: { gt: after } } : {}) },
+        // The OIDC keys (the JWKS); the SAML IdP's keys and certificates are listed under /saml/signing-keys.
+        where: {
+          tenantId: tenant.id,
+          purpose: 'oidc',
+          ...(query.status ? { status: query.status } : {}),
+          ...(after ? { id: { gt: after } } : {}),
+        },
         // The private JWK (vault ciphertext) is never read here.
         select: { id: true, kid: true, alg: true, status: true, publicJwk: true, createdAt: true, activatedAt: true, retiredAt: true },
         orderBy: { id: 'asc' },

@@ -1,0 +1,214 @@
+import type { SAML } from '@node-saml/node-saml';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { api, apiKeyFor, tenantId } from '../helpers/admin.js';
+import { createTestApp, TEST_ADMIN_PASSWORD, type TestApp } from '../helpers/app.js';
+import { Browser, type BrowserResponse } from '../helpers/browser.js';
+import {
+  certificatesOf,
+  EMAIL_FORMAT,
+  type IdpUrls,
+  idpUrls,
+  type KeyPair,
+  keyPair,
+  nodeSamlMetadata,
+  nodeSamlSp,
+  postedForm,
+  postMessageOf,
+  redirectUrlOf,
+  type SpUrls,
+  samlifyIdp,
+  samlifySp,
+  signInOnHostedPage,
+  spUrls,
+} from '../helpers/saml-sp.js';
+
+/**
+ * Our SAML IdP against two independent SPs, node-saml and samlify: each is
+ * registered through the management API from its own metadata, configured
+ * from our metadata only, signs in through the hosted pages with either
+ * binding, checks our signatures and decrypts our assertions, and signs out
+ * with single logout across both.
+ */
+
+const ADMIN = 'admin@example.com';
+
+let t: TestApp;
+let baseUrl: string;
+let idp: IdpUrls;
+let admin: ReturnType<typeof api>;
+let tenant: string;
+
+const nodeUrls: SpUrls = spUrls('node-sp.example');
+const samlifyUrls: SpUrls = spUrls('samlify-sp.example');
+let nodeKeys: KeyPair;
+let samlifyKeys: KeyPair;
+let nodeSp: SAML;
+let nodeSpId: string;
+let samlifyServiceProvider: ReturnType<typeof samlifySp>;
+let samlifyIdentityProvider: ReturnType<typeof samlifyIdp>;
+
+async function metadata(query = ''): Promise<string> {
+  const response = await fetch(`${idp.entityId}${query}`);
+  expect(response.status).toBe(200);
+  return response.text();
+}
+
+async function registerFromMetadata(name: string, metadataXml: string, settings: Record<string, unknown>): Promise<string> {
+  const created = await admin.post('/tenants/default/service-providers', { name, metadata_xml: metadataXml, ...settings });
+  expect(created.status, JSON.stringify(created.body)).toBe(201);
+  return created.body.id as string;
+}
+
+beforeAll(async () => {
+  t = await createTestApp({ seed: true });
+  baseUrl = await t.listen();
+  idp = idpUrls(baseUrl);
+  admin = api(t, (await apiKeyFor(t)).key);
+  tenant = await tenantId(t);
+  [nodeKeys, samlifyKeys] = await Promise.all([keyPair('node-sp'), keyPair('samlify-sp')]);
+
+  nodeSp = nodeSamlSp(idp, certificatesOf(await metadata()), nodeUrls, nodeKeys);
+  nodeSpId = await registerFromMetadata('Node app', nodeSamlMetadata(nodeSp, nodeKeys), {
+    require_signed_requests: true,
+    encrypt_assertions: true,
+    attribute_mapping: { email: 'email', name: 'displayName', roles: 'roles' },
+  });
+
+  samlifyServiceProvider = samlifySp(samlifyUrls, samlifyKeys, { encrypted: true });
+  await registerFromMetadata('Samlify app', samlifyServiceProvider.getMetadata(), {
+    encrypt_assertions: true,
+    name_id_format: 'persistent',
+    allow_idp_initiated: true,
+    attribute_mapping: { email: 'urn:oid:0.9.2342.19200300.100.1.3', groups: 'groups' },
+  });
+  samlifyIdentityProvider = samlifyIdp(await metadata(`?sp=${encodeURIComponent(samlifyUrls.entityId)}`), { encrypted: true });
+});
+
+afterAll(async () => {
+  await t?.close();
+});
+
+/** From the SP's redirect to the page that posts our Response, through the hosted login form. */
+async function signInVia(browser: Browser, startUrl: string, init?: { form: Record<string, string> }): Promise<BrowserResponse> {
+  const login = await browser.follow(startUrl, undefined, init);
+  return signInOnHostedPage(browser, login, ADMIN, TEST_ADMIN_PASSWORD);
+}
+
+async function auditEvents(action: string) {
+  return t.deps.db.prisma.auditEvent.findMany({ where: { tenantId: tenant, action }, orderBy: { seq: 'asc' } });
+}
+
+describe('metadata', () => {
+  it('publishes the entity ID, both bindings of SSO and SLO, and the active and next certificates', async () => {
+    const response = await fetch(idp.entityId);
+    expect(response.headers.get('content-type')).toMatch(/^application\/samlmetadata\+xml/);
+    const xml = await response.text();
+    expect(xml).toContain(`entityID="${idp.entityId}"`);
+    for (const binding of ['HTTP-Redirect', 'HTTP-POST']) {
+      expect(xml).toContain(`Binding="urn:oasis:names:tc:SAML:2.0:bindings:${binding}" Location="${idp.sso}"`);
+      expect(xml).toContain(`Binding="urn:oasis:names:tc:SAML:2.0:bindings:${binding}" Location="${idp.slo}"`);
+    }
+    expect(certificatesOf(xml)).toHaveLength(2);
+    expect(xml).toContain('WantAuthnRequestsSigned="false"');
+    expect(await metadata(`?sp=${encodeURIComponent(nodeUrls.entityId)}`)).toContain('WantAuthnRequestsSigned="true"');
+  });
+});
+
+describe('SP-initiated sign-in with node-saml', () => {
+  it('signs in with the Redirect binding: signed request, signed and encrypted assertion, the released attributes', async () => {
+    const browser = new Browser(baseUrl);
+    const start = await nodeSp.getAuthorizeUrlAsync('relay-1', undefined, {});
+    expect(new URL(start).searchParams.get('Signature')).toBeTruthy();
+    const page = await signInVia(browser, start);
+    expect(page.status, page.text.slice(0, 500)).toBe(200);
+    expect(page.url).toMatch(/\/t\/default\/saml\/continue\?/);
+    const csp = page.headers.get('content-security-policy') ?? '';
+    expect(csp).toContain("script-src 'self'");
+    expect(csp).toContain('form-action');
+    expect(csp).toContain('https://node-sp.example');
+    expect(csp).not.toContain('unsafe-inline');
+    expect(page.text).toMatch(/<script src="\/assets\/saml-post\.js\?v=[A-Za-z0-9_-]+" defer>/);
+
+    const posted = postedForm(page, nodeUrls.acs);
+    expect(posted.RelayState).toBe('relay-1');
+    const xml = Buffer.from(posted.SAMLResponse ?? '', 'base64').toString('utf8');
+    expect(xml).toContain('EncryptedAssertion');
+    expect(xml).toContain('http://www.w3.org/2009/xmlenc11#aes256-gcm');
+    expect(xml).not.toContain(ADMIN);
+
+    const { profile } = await nodeSp.validatePostResponseAsync({ SAMLResponse: posted.SAMLResponse ?? '' });
+    expect(profile?.nameID).toBe(ADMIN);
+    expect(profile?.nameIDFormat).toBe(EMAIL_FORMAT);
+    expect(profile?.email).toBe(ADMIN);
+    expect(profile?.roles).toBe('owner');
+    expect(profile?.sessionIndex).toBeTruthy();
+  });
+
+  it('signs in with the POST binding (XML signature), without asking for the password again', async () => {
+    const browser = new Browser(baseUrl);
+    await signInVia(browser, await nodeSp.getAuthorizeUrlAsync('', undefined, {}));
+    // node-saml signs the XML and leaves it uncompressed (as the POST binding requires) when told it posts.
+    const postingSp = nodeSamlSp(idp, certificatesOf(await metadata()), nodeUrls, nodeKeys, {
+      authnRequestBinding: 'HTTP-POST',
+      skipRequestCompression: true,
+    });
+    const form = await postingSp.getAuthorizeFormAsync('relay-2');
+    const samlRequest = /name="SAMLRequest" value="([^"]+)"/.exec(form)?.[1] ?? '';
+    expect(Buffer.from(samlRequest, 'base64').toString('utf8')).toMatch(
+      /<(ds:)?Signature xmlns(:ds)?="http:\/\/www.w3.org\/2000\/09\/xmldsig#"/,
+    );
+    const page = await browser.follow(idp.sso, undefined, { form: { SAMLRequest: samlRequest, RelayState: 'relay-2' } });
+    const posted = postedForm(page, nodeUrls.acs);
+    const { profile } = await postingSp.validatePostResponseAsync({ SAMLResponse: posted.SAMLResponse ?? '' });
+    expect(profile?.nameID).toBe(ADMIN);
+    expect(posted.RelayState).toBe('relay-2');
+  });
+
+  it('audits the assertion: SP, subject and the names of the attributes, not their values', async () => {
+    const [issued] = (await auditEvents('saml.assertion.issued')).filter((e) => e.resourceId === nodeSpId);
+    expect(issued?.actorType).toBe('user');
+    expect(issued?.metadata).toMatchObject({
+      entity_id: nodeUrls.entityId,
+      name_id: ADMIN,
+      name_id_format: EMAIL_FORMAT,
+      attributes: ['email', 'displayName', 'roles'],
+      encrypted: true,
+      idp_initiated: false,
+    });
+    expect(JSON.stringify(issued?.metadata)).not.toContain('owner');
+  });
+});
+
+describe('SP-initiated sign-in with samlify', () => {
+  async function samlifyResponse(page: BrowserResponse) {
+    const posted = postedForm(page, samlifyUrls.acs);
+    return samlifyServiceProvider.parseLoginResponse(samlifyIdentityProvider, 'post', { body: posted });
+  }
+
+  it('signs in with the Redirect binding and a persistent NameID', async () => {
+    const start = redirectUrlOf(samlifyServiceProvider.createLoginRequest(samlifyIdentityProvider, 'redirect'));
+    const page = await signInVia(new Browser(baseUrl), start);
+    const { extract } = await samlifyResponse(page);
+    const user = await t.deps.db.prisma.user.findFirstOrThrow({ where: { tenantId: tenant, email: ADMIN } });
+    expect(extract.nameID).toBe(user.id);
+    expect(extract.attributes).toMatchObject({ 'urn:oid:0.9.2342.19200300.100.1.3': ADMIN, groups: 'owner' });
+    expect(extract.response?.inResponseTo).toBeTruthy();
+  });
+
+  it('signs in with the POST binding', async () => {
+    const request = postMessageOf(samlifyServiceProvider.createLoginRequest(samlifyIdentityProvider, 'post'));
+    expect(request.entityEndpoint).toBe(idp.sso);
+    const page = await signInVia(new Browser(baseUrl), idp.sso, { form: { SAMLRequest: request.context } });
+    const { extract } = await samlifyResponse(page);
+    expect(extract.attributes).toMatchObject({ groups: 'owner' });
+  });
+
+  it('signs in IdP-initiated when the SP allows it: an unsolicited Response', async () => {
+    const page = await signInVia(
+      new Browser(baseUrl),
+      `${baseUrl}/t/default/saml/idp-initiated?sp=${encodeURIComponent(samlifyUrls.entityId)}`,
+    );
+    const { extract } = await samlifyResponse(page);
+    expect(extract.response?.inResponseTo).toBeFalsy();
+  });
+});

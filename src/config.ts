@@ -30,9 +30,20 @@ const envSchema = z
     PORT: optional(z.string().regex(/^\d{1,5}$/, 'must be a port number'))
       .transform((value) => Number(value ?? 3000))
       .pipe(z.number().int().min(0).max(65535)),
-    PUBLIC_URL: url(['http:', 'https:'])
-      .default('http://localhost:3000')
-      .transform((value) => value.replace(/\/+$/, '')),
+    // Unset: derived from PORT below, so `PORT=4000 npm start` advertises the port it listens on.
+    PUBLIC_URL: optional(
+      url(['http:', 'https:'])
+        .refine(
+          (value) => {
+            // Zod runs this even when the URL check failed; that failure is the one to report.
+            if (!URL.canParse(value)) return true;
+            const parsed = new URL(value);
+            return !parsed.search && !parsed.hash && !parsed.username && !parsed.password;
+          },
+          { message: 'must be a plain base URL, without query, fragment or credentials' },
+        )
+        .transform((value) => value.replace(/\/+$/, '')),
+    ),
     DATABASE_URL: optional(url(['postgres:', 'postgresql:'])),
     REDIS_URL: optional(url(['redis:', 'rediss:'])),
     DATA_DIR: z.string().min(1).default('./data'),
@@ -112,14 +123,14 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   return Object.freeze({
     env: e.NODE_ENV,
     port: e.PORT,
-    publicUrl: e.PUBLIC_URL,
+    publicUrl: e.PUBLIC_URL ?? `http://localhost:${e.PORT}`,
     databaseUrl: e.DATABASE_URL,
     redisUrl: e.REDIS_URL,
     dataDir: e.DATA_DIR,
     masterKey: e.MASTER_KEY ? Buffer.from(e.MASTER_KEY, 'base64') : undefined,
     previousMasterKeys: Object.freeze((e.MASTER_KEY_PREVIOUS ?? []).map((key) => Buffer.from(key, 'base64'))),
     smtpUrl: e.SMTP_URL,
-    mailFrom: e.MAIL_FROM ?? `no-reply@${new URL(e.PUBLIC_URL).hostname}`,
+    mailFrom: e.MAIL_FROM ?? `no-reply@${new URL(e.PUBLIC_URL ?? 'http://localhost').hostname}`,
     adminEmail: e.ADMIN_EMAIL?.toLowerCase(),
     adminPassword: e.ADMIN_PASSWORD,
     logLevel: e.LOG_LEVEL,

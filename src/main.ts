@@ -6,10 +6,10 @@ async function main(): Promise<void> {
   const config = loadConfig();
   // Loaded after the configuration is known good, so a bad one is reported alone, before any library speaks.
   const { startServer } = await import('./server.js');
-  const { DEFAULT_TENANT, ensureDefaultTenant } = await import('./tenants/first-start.js');
+  const { DEFAULT_TENANT } = await import('./tenants/first-start.js');
   const logger = createLogger(config.logLevel);
   const running = await startServer(config, logger, systemClock);
-  const first = await ensureDefaultTenant(running.deps);
+  const first = running.firstStart;
   const issuer = `${config.publicUrl}/t/${DEFAULT_TENANT}`;
   if (first.created) {
     const lines = [

@@ -7,11 +7,14 @@ import { resolveMasterKey } from './crypto/master-key.js';
 import type { Logger } from './observability/logger.js';
 import { lockDataDir } from './store/data-dir-lock.js';
 import { type Database, type KvStore, migrate, openDatabase, openKv, pendingMigrations } from './store/index.js';
+import { ensureDefaultTenant, type FirstStart } from './tenants/first-start.js';
 
 export interface RunningServer {
   deps: AppDeps;
   server: Server;
   url: string;
+  /** What the first start created (tenant `default` and its owner), before the port opened. */
+  firstStart: FirstStart;
   /** Stops accepting, lets in-flight requests finish (up to the grace period), closes the stores. */
   stop(): Promise<void>;
 }
@@ -62,6 +65,8 @@ export async function startServer(config: Config, logger: Logger, clock: Clock =
       logger.warn('SMTP_URL is not set: password reset, verification, invitation and new-device mail is not delivered');
     else logger.info('SMTP_URL is not set: mail goes to the dev outbox, this log, links included');
   }
+  // Before listening, so nothing answers ready while the default tenant and its admin do not exist yet.
+  const firstStart = await ensureDefaultTenant(deps);
   const app = createApp(deps);
   const server = app.listen(config.port);
   server.requestTimeout = 30_000;
@@ -89,5 +94,5 @@ export async function startServer(config: Config, logger: Logger, clock: Clock =
     })();
     return stopping;
   };
-  return { deps, server, url: `http://127.0.0.1:${port}`, stop };
+  return { deps, server, url: `http://127.0.0.1:${port}`, firstStart, stop };
 }

@@ -34,10 +34,19 @@ export function scrubMetadata(value: unknown): unknown {
   // Dates (and anything else with toJSON) as JSON would store them; Object.entries would turn a Date into {}.
   if (typeof (value as { toJSON?: unknown } | null)?.toJSON === 'function') return scrubMetadata((value as { toJSON(): unknown }).toJSON());
   if (Array.isArray(value)) return value.map(scrubMetadata);
+  if (typeof value === 'string') return withoutNul(value);
   if (value === null || typeof value !== 'object') return value;
   return Object.fromEntries(
-    Object.entries(value as Record<string, unknown>).map(([key, v]) => [key, SECRET_KEY.test(key) ? '[redacted]' : scrubMetadata(v)]),
+    Object.entries(value as Record<string, unknown>).map(([key, v]) => [
+      withoutNul(key),
+      SECRET_KEY.test(key) ? '[redacted]' : scrubMetadata(v),
+    ]),
   );
+}
+
+/** PostgreSQL text and JSON cannot hold NUL: a caller's stray NUL must not make the audited action fail. */
+function withoutNul(value: string): string {
+  return value.includes('\u0000') ? value.replaceAll('\u0000', '\uFFFD') : value;
 }
 
 const USER_AGENT_MAX = 512;
@@ -121,8 +130,8 @@ function chainedFields(clock: Clock, tenantId: string, seq: bigint, event: Audit
     action: event.action,
     resourceType: event.resource?.type ?? null,
     resourceId: event.resource?.id ?? null,
-    ip: event.ip ?? null,
-    userAgent: event.userAgent?.slice(0, USER_AGENT_MAX) ?? null,
+    ip: event.ip == null ? null : withoutNul(event.ip),
+    userAgent: event.userAgent == null ? null : withoutNul(event.userAgent.slice(0, USER_AGENT_MAX)),
     metadata: scrubMetadata(event.metadata ?? {}),
   };
 }

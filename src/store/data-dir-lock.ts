@@ -39,11 +39,27 @@ export async function assertDataDirFree(dataDir: string): Promise<void> {
   if (pid) throw new DataDirInUseError(pid, path.resolve(dataDir));
 }
 
-/** Takes the lock (replacing a stale one) and returns its release. */
+/**
+ * Takes the lock and returns its release. The file is created exclusively, so
+ * of two processes starting at once only one wins; a lock left by a process
+ * that is gone is removed and taken again.
+ */
 export async function lockDataDir(dataDir: string): Promise<() => Promise<void>> {
   await mkdir(path.resolve(dataDir), { recursive: true, mode: 0o700 });
-  await assertDataDirFree(dataDir);
-  await writeFile(lockFile(dataDir), String(process.pid), { mode: 0o600 });
+  for (let attempt = 0; ; attempt += 1) {
+    try {
+      await writeFile(lockFile(dataDir), String(process.pid), { mode: 0o600, flag: 'wx' });
+      break;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST' || attempt > 0) {
+        const pid = await holder(dataDir);
+        throw pid ? new DataDirInUseError(pid, path.resolve(dataDir)) : error;
+      }
+      await assertDataDirFree(dataDir);
+      // Stale: its process is gone (or it is our own from an earlier run in this process).
+      await unlink(lockFile(dataDir)).catch(() => {});
+    }
+  }
   return async () => {
     if ((await readFile(lockFile(dataDir), 'utf8').catch(() => '')) === String(process.pid)) await unlink(lockFile(dataDir));
   };

@@ -118,10 +118,10 @@ describe('audit trail', () => {
 
     it('fails a bad event alone: other callers’ concurrent appends still land', async () => {
       const tenant = await newTenant(stores.db);
-      // PostgreSQL's JSONB refuses \u0000, so this one event cannot be stored.
+      // PostgreSQL text refuses \u0000 and actions come from code, unsanitised: this one event cannot be stored.
       const results = await Promise.allSettled([
         audit.append(tenant.id, event('ok.1')),
-        audit.append(tenant.id, event('unstorable', { text: 'nul\u0000byte' })),
+        audit.append(tenant.id, event('unstorable\u0000')),
         audit.append(tenant.id, event('ok.2')),
         audit.append(tenant.id, event('ok.3')),
       ]);
@@ -129,6 +129,20 @@ describe('audit trail', () => {
       const rows = await stores.db.prisma.auditEvent.findMany({ where: { tenantId: tenant.id }, orderBy: { seq: 'asc' } });
       expect(rows.map((row) => row.action).sort()).toEqual(['ok.1', 'ok.2', 'ok.3']);
       expect(await audit.verify(tenant.id)).toEqual({ ok: true, count: 3 });
+    });
+
+    it('stores a caller’s stray NUL bytes (metadata, IP, user agent) replaced, instead of failing the audited action', async () => {
+      const tenant = await newTenant(stores.db);
+      const record = await audit.append(tenant.id, {
+        actor: { type: 'anonymous' },
+        action: 'auth.sign_in.failed',
+        ip: '203.0.113.9\u0000',
+        userAgent: 'agent\u0000x',
+        metadata: { email: 'a\u0000b@example.com', ['k\u0000']: 1 },
+      });
+      expect(record.userAgent).toBe('agent\uFFFDx');
+      expect(record.metadata).toEqual({ email: 'a\uFFFDb@example.com', 'k\uFFFD': 1 });
+      expect(await audit.verify(tenant.id)).toEqual({ ok: true, count: 1 });
     });
 
     it('keeps each tenant’s chain independent', async () => {

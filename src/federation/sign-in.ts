@@ -168,7 +168,10 @@ export async function refuse(
       detail: auditDetail(rejection.detail),
     },
   });
-  deps.logger.info({ tenantId: tenant.id, connectionId: connection?.id, reason: rejection.reason }, 'federated sign-in refused');
+  deps.logger.info(
+    { tenantId: tenant.id, connectionId: connection?.id, reason: rejection.reason, detail: rejection.detail },
+    'federated sign-in refused',
+  );
   const account = ACCOUNT_REASONS.has(rejection.reason);
   ctx.status = account ? 403 : 400;
   ctx.set('Cache-Control', 'no-store');

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { badRequest, conflict, notFound } from '../../errors.js';
-import { sendInvite } from '../../mail/flows.js';
+import { emailFlowDeps, sendInvite } from '../../mail/flows.js';
 import { revokeUserSessions } from '../../oidc/revoke.js';
 import { unlockUser } from '../../security/lockout.js';
 import type { Prisma, PrismaClient } from '../../store/db.js';
@@ -91,9 +91,11 @@ type Ctx = RouteContext<unknown, unknown, unknown>;
  * so, instead of failing a request whose main effect already happened.
  */
 async function mailInvitation({ deps, tenant, actor, koa }: Ctx, userId: string) {
-  const flowDeps = { ...deps, prisma: deps.db.prisma };
   try {
-    const { expiresAt } = await sendInvite(flowDeps, tenant, userId, actor, { ip: koa.ip, userAgent: koa.get('user-agent') || null });
+    const { expiresAt } = await sendInvite(emailFlowDeps(deps), tenant, userId, actor, {
+      ip: koa.ip,
+      userAgent: koa.get('user-agent') || null,
+    });
     return { expires_at: iso(expiresAt), delivery: deps.mailer.kind === 'smtp' ? ('sent' as const) : ('outbox' as const) };
   } catch (error) {
     deps.logger.error({ err: error, tenantId: tenant.id, userId }, 'invitation mail failed');

@@ -140,10 +140,21 @@ export function samlifySp(sp: SpUrls, keys: KeyPair, options: { encrypted: boole
   });
 }
 
+/**
+ * Our metadata as an SP stack that trusts one IdP certificate at a time sees
+ * it: the first KeyDescriptor (the active key, which we list first). samlify
+ * checks XML signatures against every listed certificate, but a
+ * Redirect-binding signature (our LogoutRequest) only against a single one.
+ */
+export function withFirstCertificateOnly(metadataXml: string): string {
+  let seen = 0;
+  return metadataXml.replace(/<md:KeyDescriptor[\s\S]*?<\/md:KeyDescriptor>/g, (descriptor) => (seen++ === 0 ? descriptor : ''));
+}
+
 /** samlify's view of our IdP, from the metadata we publish for that SP. */
 export function samlifyIdp(metadataXml: string, options: { encrypted: boolean }) {
   return samlify.IdentityProvider({
-    metadata: metadataXml,
+    metadata: withFirstCertificateOnly(metadataXml),
     isAssertionEncrypted: options.encrypted,
     wantLogoutRequestSigned: true,
     wantLogoutResponseSigned: true,

@@ -14,6 +14,7 @@ import {
   nodeSamlSp,
   postedForm,
   postMessageOf,
+  redirectQuery,
   redirectUrlOf,
   type SpUrls,
   samlifyIdp,
@@ -210,5 +211,126 @@ describe('SP-initiated sign-in with samlify', () => {
     );
     const { extract } = await samlifyResponse(page);
     expect(extract.response?.inResponseTo).toBeFalsy();
+  });
+});
+
+describe('single logout', () => {
+  /** Signs the browser in to an OIDC client through the existing session; resolves to the client's id. */
+  async function signInToOidcClient(browser: Browser): Promise<string> {
+    const redirectUri = 'http://127.0.0.1:9/callback';
+    const created = await admin.post('/tenants/default/clients', {
+      name: `Back-channel app ${Math.random()}`,
+      grant_types: ['authorization_code'],
+      redirect_uris: [redirectUri],
+      public: true,
+      first_party: true,
+      scope: 'openid',
+    });
+    expect(created.status, JSON.stringify(created.body)).toBe(201);
+    const authorize = new URL(`${baseUrl}/t/default/auth`);
+    authorize.search = new URLSearchParams({
+      client_id: created.body.client_id,
+      response_type: 'code',
+      scope: 'openid',
+      redirect_uri: redirectUri,
+      code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM',
+      code_challenge_method: 'S256',
+      state: 'oidc-state',
+    }).toString();
+    const back = await browser.follow(authorize.href, redirectUri);
+    expect(new URL(back.location ?? '').searchParams.get('code')).toBeTruthy();
+    return created.body.client_id as string;
+  }
+
+  const grantsOf = (clientId: string) =>
+    t.deps.db.prisma.oidcPayload.count({ where: { tenantId: tenant, model: 'Grant', payload: { path: ['clientId'], equals: clientId } } });
+
+  /** One browser signed in to both SPs (and whatever else the test adds). */
+  async function signedInToBoth(browser: Browser) {
+    const page = await signInVia(browser, await nodeSp.getAuthorizeUrlAsync('', undefined, {}));
+    const { profile } = await nodeSp.validatePostResponseAsync({ SAMLResponse: postedForm(page, nodeUrls.acs).SAMLResponse ?? '' });
+    if (!profile) throw new Error('node-saml saw no profile');
+    const samlifyStart = redirectUrlOf(samlifyServiceProvider.createLoginRequest(samlifyIdentityProvider, 'redirect'));
+    const samlifyPage = await browser.follow(samlifyStart);
+    const samlifyLogin = await samlifyServiceProvider.parseLoginResponse(samlifyIdentityProvider, 'post', {
+      body: postedForm(samlifyPage, samlifyUrls.acs),
+    });
+    return { profile, samlifyLogin };
+  }
+
+  async function isSignedIn(browser: Browser): Promise<boolean> {
+    const page = await browser.follow('/t/default/account');
+    return page.text.includes('Signed in as');
+  }
+
+  it('ends the session from node-saml (Redirect): samlify is told, the OIDC client’s grant is revoked, node-saml gets Success', async () => {
+    const browser = new Browser(baseUrl);
+    const { profile } = await signedInToBoth(browser);
+    const oidcClient = await signInToOidcClient(browser);
+    expect(await grantsOf(oidcClient)).toBe(1);
+    expect(await isSignedIn(browser)).toBe(true);
+
+    const logoutPage = await browser.follow(await nodeSp.getLogoutUrlAsync(profile, 'slo-relay', {}));
+    expect(logoutPage.status, logoutPage.text.slice(0, 400)).toBe(200);
+    // oidc-provider's own logout form: the session ends there, every client's grant with it (and back-channel
+    // logout tokens go to OIDC clients that registered a URI).
+    const toSamlify = await browser.submit(logoutPage, '/session/end/confirm', {}, samlifyUrls.slo);
+    expect(toSamlify.location?.startsWith(`${samlifyUrls.slo}?`)).toBe(true);
+    expect(await isSignedIn(browser)).toBe(false);
+    expect(await grantsOf(oidcClient)).toBe(0);
+
+    const { query, octetString } = redirectQuery(toSamlify.location ?? '');
+    const logoutRequest = await samlifyServiceProvider.parseLogoutRequest(samlifyIdentityProvider, 'redirect', { query, octetString });
+    const user = await t.deps.db.prisma.user.findFirstOrThrow({ where: { tenantId: tenant, email: ADMIN } });
+    expect(logoutRequest.extract.nameID).toBe(user.id);
+    const answer = redirectUrlOf(
+      samlifyServiceProvider.createLogoutResponse(samlifyIdentityProvider, { ...logoutRequest }, 'redirect', query.RelayState),
+    );
+    expect(answer.startsWith(`${idp.slo}?`)).toBe(true);
+
+    const toNode = await browser.follow(answer, nodeUrls.slo);
+    expect(toNode.location?.startsWith(`${nodeUrls.slo}?`)).toBe(true);
+    const back = redirectQuery(toNode.location ?? '');
+    expect(back.query.RelayState).toBe('slo-relay');
+    const result = await nodeSp.validateRedirectAsync(back.query, back.raw);
+    expect(result.loggedOut).toBe(true);
+
+    const [completed] = (await auditEvents('saml.logout.completed')).slice(-1);
+    expect(completed?.metadata).toMatchObject({ initiator: nodeSpId, partial: false });
+    expect((completed?.metadata as { notified: string[] }).notified).toHaveLength(1);
+  });
+
+  it('ends the session from samlify (POST): node-saml is told, samlify gets a signed LogoutResponse by POST', async () => {
+    const browser = new Browser(baseUrl);
+    const { samlifyLogin } = await signedInToBoth(browser);
+    const request = postMessageOf(
+      samlifyServiceProvider.createLogoutRequest(
+        samlifyIdentityProvider,
+        'post',
+        { logoutNameID: String(samlifyLogin.extract.nameID), sessionIndex: String(samlifyLogin.extract.sessionIndex?.sessionIndex) },
+        'samlify-relay',
+      ),
+    );
+    expect(request.entityEndpoint).toBe(idp.slo);
+    const logoutPage = await browser.follow(idp.slo, undefined, { form: { SAMLRequest: request.context, RelayState: 'samlify-relay' } });
+    const toNode = await browser.submit(logoutPage, '/session/end/confirm', {}, nodeUrls.slo);
+    expect(toNode.location?.startsWith(`${nodeUrls.slo}?`)).toBe(true);
+
+    const fromUs = redirectQuery(toNode.location ?? '');
+    const { profile } = await nodeSp.validateRedirectAsync(fromUs.query, fromUs.raw);
+    expect(profile?.nameID).toBe(ADMIN);
+    const nodeAnswer = await nodeSp.getLogoutResponseUrlAsync(
+      profile ?? { issuer: '', nameID: '', nameIDFormat: '' },
+      fromUs.query.RelayState ?? '',
+      {},
+      true,
+    );
+
+    const page = await browser.follow(nodeAnswer);
+    const posted = postedForm(page, samlifyUrls.slo);
+    expect(posted.RelayState).toBe('samlify-relay');
+    const logoutResponse = await samlifyServiceProvider.parseLogoutResponse(samlifyIdentityProvider, 'post', { body: posted });
+    expect(logoutResponse.extract.response?.inResponseTo).toBeTruthy();
+    expect(await isSignedIn(browser)).toBe(false);
   });
 });

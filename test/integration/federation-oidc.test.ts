@@ -54,7 +54,8 @@ beforeAll(async () => {
   expect(created.status, JSON.stringify(created.body)).toBe(201);
   google = created.body;
   await upstream.register((google.oidc as { redirect_uri: string }).redirect_uri);
-});
+  // A fresh database, an app, an RSA key for the SP and a client: more than the default hook time on a busy machine.
+}, 180_000);
 
 afterAll(async () => {
   await upstream?.close();

@@ -75,7 +75,8 @@ beforeAll(async () => {
     role_mapping: { engineering: 'member', auditors: ['viewer'] },
     saml: { metadata_xml: idp.metadata() },
   });
-});
+  // A fresh database, an app, an RSA key for the SP and a client: more than the default hook time on a busy machine.
+}, 180_000);
 
 afterAll(async () => {
   await t?.close();

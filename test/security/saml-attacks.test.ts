@@ -53,7 +53,8 @@ beforeAll(async () => {
   connectionId = created.body.id;
   const client = await createTenantClient(t, { name: 'App', redirectUris: [REDIRECT_URI], firstParty: true });
   config = await rpConfig(`${t.url}/t/default`, client);
-});
+  // A fresh database, an app, an RSA key for the SP and a client: more than the default hook time on a busy machine.
+}, 180_000);
 
 afterAll(async () => {
   await t?.close();

@@ -1,6 +1,7 @@
 import type Provider from 'oidc-provider';
 import type { KoaContextWithOIDC } from 'oidc-provider';
 import type { AuditEventInput, AuditLog } from '../audit/audit.js';
+import { isDependencyUnavailable } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
 
 interface Deps {
@@ -65,6 +66,8 @@ export function auditProviderEvents(provider: Provider, { audit, logger, tenantI
   });
 
   provider.on('server_error', (_ctx: KoaContextWithOIDC, error: Error) => {
-    logger.error({ err: error, tenantId }, 'oidc-provider server error');
+    // A store out of reach is an outage, answered 503 (provider.ts), not a bug: a line without a stack, as in http.ts.
+    if (isDependencyUnavailable(error)) logger.warn({ tenantId, error: 'temporarily_unavailable' }, 'dependency unavailable');
+    else logger.error({ err: error, tenantId }, 'oidc-provider server error');
   });
 }

@@ -6,6 +6,7 @@ import { PERMISSIONS } from '../admin/permissions.js';
 import { managementAudienceOf } from '../admin/route.js';
 import type { AppDeps } from '../app.js';
 import { safeEqual, sha256 } from '../crypto/random.js';
+import { isDependencyUnavailable, unavailable } from '../errors.js';
 import { renderErrorPage, renderLogoutPage, renderLogoutSuccess } from '../interaction/render.js';
 import { ACR } from '../interaction/routes.js';
 import type { TenantContext } from '../tenants/tenants.js';
@@ -219,7 +220,33 @@ export async function createTenantProvider(deps: OidcDeps, tenant: TenantContext
       ctx.body = { error: 'not_found', error_description: 'no such route' };
     }
   });
+  answerUnreachableStoresWith503(provider, tenant);
   return { provider, issuer, verifier, jwks: { keys: keys.public } };
+}
+
+/**
+ * PostgreSQL or Redis out of reach inside the provider (its adapter, account
+ * lookups) is oidc-provider's generic 500 `server_error`; everywhere else it
+ * is 503 `temporarily_unavailable` with Retry-After (errors.ts), so it is made
+ * that here too: the server_error event marks the request, and this
+ * middleware, which wraps the provider's routes, rewrites the answer they
+ * gave: the JSON error, or the error page for browsers.
+ */
+function answerUnreachableStoresWith503(provider: Provider, tenant: TenantContext): void {
+  const unreachable = new WeakSet<object>();
+  provider.on('server_error', (ctx: KoaContextWithOIDC, error: unknown) => {
+    if (isDependencyUnavailable(error)) unreachable.add(ctx);
+  });
+  provider.use(async function dependencyUnavailable(ctx, next) {
+    await next();
+    if (!unreachable.has(ctx)) return;
+    const { status, code, description, headers } = unavailable();
+    const out = { error: code, error_description: description };
+    ctx.status = status;
+    ctx.set(headers);
+    if (typeof ctx.body === 'string') renderErrorPage(ctx as unknown as Context, out, tenant, 'Temporarily unavailable');
+    else ctx.body = out;
+  });
 }
 
 /**

@@ -444,6 +444,23 @@ export async function sendInvite(
   return { expiresAt };
 }
 
+/**
+ * Creates a user without a password (and with the given roles) and mails the
+ * invitation that sets it. The user cannot sign in with a password until
+ * the invitation is accepted.
+ */
+export async function inviteUser(
+  deps: EmailFlowDeps,
+  tenant: FlowTenant,
+  input: { email: string; name?: string; roles?: string[] },
+  actor: AuditEventInput['actor'],
+  meta: RequestMeta = {},
+): Promise<{ user: User; expiresAt: Date }> {
+  const user = await createUser(deps, tenant.id, { email: input.email, name: input.name, roles: input.roles }, actor);
+  const { expiresAt } = await sendInvite(deps, tenant, user.id, actor, meta);
+  return { user, expiresAt };
+}
+
 // ---------------------------------------------------------------- new device
 
 /** Tells the user about a sign-in from a browser that had not signed in to the account before. */

@@ -2,7 +2,7 @@ import * as oidc from 'openid-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { manualClock } from '../../src/clock.js';
 import { sha256 } from '../../src/crypto/random.js';
-import { type EmailFlowDeps, sendEmailVerification, sendInvite } from '../../src/mail/flows.js';
+import { type EmailFlowDeps, inviteUser, sendEmailVerification, sendInvite } from '../../src/mail/flows.js';
 import { beginTotpEnrollment, confirmTotpEnrollment } from '../../src/security/mfa.js';
 import { totpCodeAt } from '../../src/security/totp.js';
 import type { TenantContext } from '../../src/tenants/tenants.js';
@@ -304,8 +304,13 @@ describe('verification and invitations', () => {
   });
 
   it('lets an invited user choose a password with the link, once', async () => {
-    const user = await newUser('grace@example.com', undefined);
-    const { expiresAt } = await sendInvite(flows(), tenant, user.id, { type: 'user', id: 'an-admin' });
+    const { user, expiresAt } = await inviteUser(
+      flows(),
+      tenant,
+      { email: 'Grace@Example.com', roles: ['member'] },
+      { type: 'user', id: 'an-admin' },
+    );
+    expect(user.passwordHash).toBeNull();
     expect(expiresAt.getTime()).toBe(clock.now() + 7 * 24 * 3600 * 1000);
     const message = await mail.waitFor('grace@example.com', /invited/);
     const link = linkIn(message, `${issuer}/invite?token=`);
@@ -319,6 +324,18 @@ describe('verification and invitations', () => {
     expect((await new PageBrowser(baseUrl).follow(link)).status).toBe(400);
     expect(await auditOf('user.invite.sent', user.id)).toHaveLength(1);
     expect(await auditOf('user.invite.accepted', user.id)).toHaveLength(1);
+  });
+
+  it('makes only the latest invitation link work', async () => {
+    const user = await newUser('judy@example.com', undefined);
+    await sendInvite(flows(), tenant, user.id, { type: 'system' });
+    const first = linkIn(await mail.waitFor('judy@example.com', /invited/), `${issuer}/invite?token=`);
+    await sendInvite(flows(), tenant, user.id, { type: 'system' });
+    await t.deps.mailer.idle();
+    const second = mail.to('judy@example.com').at(-1);
+    if (!second) throw new Error('no second invitation');
+    expect((await new PageBrowser(baseUrl).follow(first)).status).toBe(400);
+    expect((await new PageBrowser(baseUrl).follow(linkIn(second, `${issuer}/invite?token=`))).status).toBe(200);
   });
 });
 

@@ -1,5 +1,9 @@
+import { deflateRawSync } from 'node:zlib';
 import type { SAML } from '@node-saml/node-saml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beginTotpEnrollment, confirmTotpEnrollment } from '../../src/security/mfa.js';
+import { totpCodeAt } from '../../src/security/totp.js';
+import { createUser } from '../../src/users/users.js';
 import { api, apiKeyFor, tenantId } from '../helpers/admin.js';
 import { createTestApp, TEST_ADMIN_PASSWORD, type TestApp } from '../helpers/app.js';
 import { Browser, type BrowserResponse } from '../helpers/browser.js';
@@ -332,5 +336,118 @@ describe('single logout', () => {
     const logoutResponse = await samlifyServiceProvider.parseLogoutResponse(samlifyIdentityProvider, 'post', { body: posted });
     expect(logoutResponse.extract.response?.inResponseTo).toBeTruthy();
     expect(await isSignedIn(browser)).toBe(false);
+  });
+});
+
+describe('sign-in with a second factor', () => {
+  it('asks a user with a TOTP factor for a code before any assertion, and says so in the AuthnContext', async () => {
+    const email = 'totp-user@example.com';
+    const password = 'a long enough password';
+    const deps = { prisma: t.deps.db.prisma, kv: t.deps.kv, clock: t.deps.clock, audit: t.deps.audit, vault: t.deps.vault };
+    const user = await createUser({ ...deps, passwords: t.deps.passwords }, tenant, { email, password }, { type: 'system' });
+    const tenantContext = await t.deps.tenants.bySlug('default');
+    if (!tenantContext) throw new Error('no tenant');
+    const enrollment = await beginTotpEnrollment(deps, tenantContext, user);
+    // Enrolled with the previous step's code, so the current step's code is still unused at sign-in.
+    const now = t.deps.clock.now();
+    const meta = { ip: null, userAgent: null };
+    expect(
+      (await confirmTotpEnrollment(deps, tenant, user.id, enrollment.factorId, totpCodeAt(enrollment.secret, now - 30_000), meta)).ok,
+    ).toBe(true);
+
+    const browser = new Browser(baseUrl);
+    const login = await browser.follow(await nodeSp.getAuthorizeUrlAsync('', undefined, {}));
+    const second = await signInOnHostedPage(browser, login, email, password);
+    expect(second.text).not.toContain('SAMLResponse');
+    const page = await browser.submit(second, '/mfa', { code: totpCodeAt(enrollment.secret, t.deps.clock.now()) });
+    const { profile } = await nodeSp.validatePostResponseAsync({ SAMLResponse: postedForm(page, nodeUrls.acs).SAMLResponse ?? '' });
+    expect(profile?.nameID).toBe(email);
+    expect(profile?.getAssertionXml?.()).toContain('https://refeds.org/profile/mfa');
+  });
+});
+
+describe('managing service providers', () => {
+  it('refuses metadata with a DTD, a signing requirement without a certificate, and a second SP with the same entity ID', async () => {
+    const withDtd = await admin.post('/tenants/default/service-providers', {
+      name: 'DTD app',
+      metadata_xml: `<!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]>${samlifyServiceProvider.getMetadata()}`,
+    });
+    expect(withDtd.status).toBe(400);
+    expect(withDtd.body.error).toBe('invalid_metadata');
+    const unsigned = await admin.post('/tenants/default/service-providers', {
+      name: 'No certificate',
+      entity_id: 'https://no-cert.example/metadata',
+      acs_urls: ['https://no-cert.example/acs'],
+      require_signed_requests: true,
+    });
+    expect(unsigned.status).toBe(400);
+    expect(unsigned.body.error_description).toMatch(/certificate/);
+    const insecureAcs = await admin.post('/tenants/default/service-providers', {
+      name: 'Plain http',
+      entity_id: 'https://plain.example/metadata',
+      acs_urls: ['http://plain.example/acs'],
+    });
+    expect(insecureAcs.status).toBe(400);
+    const duplicate = await admin.post('/tenants/default/service-providers', {
+      name: 'Another node app',
+      entity_id: nodeUrls.entityId,
+      acs_urls: [nodeUrls.acs],
+    });
+    expect(duplicate.status).toBe(409);
+  });
+
+  it('a disabled SP is refused; a deleted one takes its built-in client and grants with it', async () => {
+    const created = await admin.post('/tenants/default/service-providers', {
+      name: 'Short-lived app',
+      entity_id: 'https://short-lived.example/metadata',
+      acs_urls: ['https://short-lived.example/acs'],
+    });
+    expect(created.status).toBe(201);
+    const id = created.body.id as string;
+    const disabled = await admin.patch(`/tenants/default/service-providers/${id}`, { enabled: false });
+    expect(disabled.body.enabled).toBe(false);
+    const request =
+      `<samlp:AuthnRequest xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion"` +
+      ` ID="_short1" Version="2.0" IssueInstant="${new Date().toISOString()}"><saml:Issuer>https://short-lived.example/metadata</saml:Issuer></samlp:AuthnRequest>`;
+    const refused = await new Browser(baseUrl).request(
+      `${idp.sso}?SAMLRequest=${encodeURIComponent(deflateRawSync(request).toString('base64'))}`,
+    );
+    expect(refused.status).toBe(400);
+    expect(refused.text).toContain('<code>unknown_service_provider</code>');
+    await admin.patch(`/tenants/default/service-providers/${id}`, { enabled: true });
+    const started = await new Browser(baseUrl).request(
+      `/t/default/saml/idp-initiated?sp=${encodeURIComponent('https://short-lived.example/metadata')}`,
+    );
+    expect(started.status).toBe(400);
+    await admin.patch(`/tenants/default/service-providers/${id}`, { allow_idp_initiated: true });
+    expect(
+      (await new Browser(baseUrl).request(`/t/default/saml/idp-initiated?sp=${encodeURIComponent('https://short-lived.example/metadata')}`))
+        .status,
+    ).toBe(303);
+    expect(await t.deps.db.prisma.client.count({ where: { clientId: `saml.${id}` } })).toBe(1);
+    expect((await admin.delete(`/tenants/default/service-providers/${id}`)).status).toBe(204);
+    expect(await t.deps.db.prisma.client.count({ where: { clientId: `saml.${id}` } })).toBe(0);
+    expect((await admin.get(`/tenants/default/service-providers/${id}`)).status).toBe(404);
+  });
+
+  it('rotates the signing key: metadata publishes three certificates, and an SP that trusted the next one accepts the new signatures', async () => {
+    const before = await admin.get('/tenants/default/saml/signing-keys');
+    expect(before.body.data.map((key: { status: string }) => key.status).sort()).toEqual(['active', 'next']);
+    const rotated = await admin.post('/tenants/default/saml/signing-keys/rotate');
+    expect(rotated.status, JSON.stringify(rotated.body)).toBe(200);
+    const next = before.body.data.find((key: { status: string }) => key.status === 'next');
+    expect(rotated.body.activated).toBe(next.kid);
+    const published = certificatesOf(await metadata());
+    expect(published).toHaveLength(3);
+    expect(published[0]?.replace(/\s/g, '')).toBe(next.certificate.replace(/\s/g, ''));
+    const oidcKeys = await admin.get('/tenants/default/signing-keys');
+    expect(oidcKeys.body.data.some((key: { kid: string }) => key.kid === next.kid)).toBe(false);
+
+    // nodeSp was configured before the rotation, with the then active and next certificates.
+    const page = await signInVia(new Browser(baseUrl), await nodeSp.getAuthorizeUrlAsync('', undefined, {}));
+    const { profile } = await nodeSp.validatePostResponseAsync({ SAMLResponse: postedForm(page, nodeUrls.acs).SAMLResponse ?? '' });
+    expect(profile?.nameID).toBe(ADMIN);
+    const [event] = (await auditEvents('saml.keys.rotated')).slice(-1);
+    expect(event?.metadata).toMatchObject({ activated: next.kid });
   });
 });

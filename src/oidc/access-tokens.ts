@@ -1,4 +1,4 @@
-import { createLocalJWKSet, type JWK, type JWTPayload, jwtVerify } from 'jose';
+import { createLocalJWKSet, decodeJwt, type JWK, type JWTPayload, jwtVerify } from 'jose';
 import type { AdapterPayload } from 'oidc-provider';
 import type { KvStore } from '../store/index.js';
 
@@ -47,14 +47,32 @@ export function createAccessTokenVerifier(options: VerifierOptions): AccessToken
   };
 }
 
+/** Tokens of a user carry their grant; client_credentials tokens have none. */
+function kindOf(claims: JWTPayload): 'AccessToken' | 'ClientCredentials' {
+  return typeof claims[GRANT_CLAIM] === 'string' ? 'AccessToken' : 'ClientCredentials';
+}
+
+/**
+ * The model a JWT would be found as, read WITHOUT verifying it: only for
+ * skipping the lookup of the other model (oidc-provider looks a token up as
+ * both at once), never for trusting anything in it. Undefined when unreadable.
+ */
+export function unverifiedKindOf(jwt: string): 'AccessToken' | 'ClientCredentials' | undefined {
+  if (jwt.length > MAX_JWT_LENGTH) return undefined;
+  try {
+    return kindOf(decodeJwt(jwt));
+  } catch {
+    return undefined;
+  }
+}
+
 const STANDARD = new Set(['iss', 'sub', 'aud', 'exp', 'iat', 'nbf', 'jti', 'client_id', 'scope', 'cnf', GRANT_CLAIM]);
 
 function toPayload(claims: JWTPayload): AdapterPayload {
   const grantId = typeof claims[GRANT_CLAIM] === 'string' ? (claims[GRANT_CLAIM] as string) : undefined;
   const extra = Object.fromEntries(Object.entries(claims).filter(([name]) => !STANDARD.has(name)));
   return {
-    // Tokens of a user carry their grant; client_credentials tokens have none.
-    kind: grantId ? 'AccessToken' : 'ClientCredentials',
+    kind: kindOf(claims),
     jti: claims.jti,
     iat: claims.iat,
     exp: claims.exp,

@@ -1,3 +1,4 @@
+import { LRUCache } from 'lru-cache';
 import type { Adapter, AdapterPayload } from 'oidc-provider';
 import { errors } from 'oidc-provider';
 import type { AuditLog } from '../audit/audit.js';
@@ -5,7 +6,7 @@ import type { Clock } from '../clock.js';
 import { sha256 } from '../crypto/random.js';
 import type { Prisma, PrismaClient } from '../store/db.js';
 import type { KvStore } from '../store/index.js';
-import type { AccessTokenVerifier } from './access-tokens.js';
+import { type AccessTokenVerifier, unverifiedKindOf } from './access-tokens.js';
 import { clientMetadataFor } from './clients.js';
 import { JWT_HANDLE_PREFIX, oidcRequestContext } from './request-context.js';
 
@@ -96,6 +97,10 @@ async function findJwtAccessToken(deps: AdapterDeps, model: string, idOrHandle: 
   const request = oidcRequestContext.getStore();
   const jwt = idOrHandle.startsWith(JWT_HANDLE_PREFIX) ? request?.jwtHandles.get(idOrHandle) : idOrHandle;
   if (!jwt) return undefined;
+  // oidc-provider looks a presented token up as an AccessToken and as ClientCredentials at once: only the model
+  // the token claims to be verifies it (signature, denylist), instead of both.
+  const kind = unverifiedKindOf(jwt);
+  if (kind && kind !== model) return undefined;
   const payload = await deps.accessTokens.payloadOf(jwt);
   if (!payload || payload.kind !== model) return undefined;
   // userinfo refuses any token with an audience; ours always has one (the API), and openid scope suffices there.
@@ -208,17 +213,46 @@ function kvStore({ kv, tenantId }: AdapterDeps, model: string): ModelStore {
 /** Printable ASCII without spaces (RFC 6749 client ids are VSCHAR; ours are base64url). */
 const CLIENT_ID = /^[\x21-\x7e]{1,255}$/;
 
+/**
+ * How long a node serves a client's metadata without reading it again. Every
+ * change to a tenant's clients (CLI, management API) publishes a tenant change
+ * that rebuilds the tenant's provider, and with it this cache, on every node;
+ * the TTL only bounds staleness should such a message be lost.
+ */
+const CLIENT_CACHE_TTL_MS = 60_000;
+const CLIENT_CACHE_MAX = 1_000;
+
 function clientStore({ prisma, tenantId }: AdapterDeps): ModelStore {
   const readOnly = async () => {
     throw new Error('clients are managed through the management API and CLI');
+  };
+  // oidc-provider asks the adapter for the client on every request that names one (token, introspection,
+  // authorization …): without this, each of them costs a PostgreSQL round trip. Lookups in flight are shared;
+  // unknown ids are not kept, so made-up client ids cannot crowd out real ones.
+  const cache = new LRUCache<string, Promise<AdapterPayload | undefined>>({ max: CLIENT_CACHE_MAX, ttl: CLIENT_CACHE_TTL_MS });
+  const load = async (clientId: string) => {
+    const row = await prisma.client.findFirst({ where: { tenantId, clientId } });
+    return row ? (clientMetadataFor(row) as AdapterPayload) : undefined;
   };
   return {
     upsert: readOnly,
     async find(clientId) {
       // Client ids come straight from requests; one PostgreSQL cannot store (a NUL byte) is no client, not a 500.
       if (!CLIENT_ID.test(clientId)) return undefined;
-      const row = await prisma.client.findFirst({ where: { tenantId, clientId } });
-      return row ? clientMetadataFor(row) : undefined;
+      let found = cache.get(clientId);
+      if (!found) {
+        found = load(clientId);
+        cache.set(clientId, found);
+        found.then(
+          (metadata) => {
+            if (!metadata) cache.delete(clientId);
+          },
+          () => cache.delete(clientId),
+        );
+      }
+      const metadata = await found;
+      // A copy: oidc-provider must not be able to change what the next request gets.
+      return metadata && structuredClone(metadata);
     },
     findByUid: async () => undefined,
     findByUserCode: async () => undefined,

@@ -11,7 +11,6 @@ import {
   type FederationConnection,
   findConnection,
   isSamlReady,
-  type SamlConnection,
 } from './connections.js';
 import { consumeResult } from './flows.js';
 import { beginFederatedSignIn } from './sign-in.js';
@@ -55,7 +54,7 @@ const NO_SSO = 'Single sign-on is not set up for that email address. Sign in wit
 /** A connection that can sign someone in (a SAML one needs its IdP side imported). */
 function usable(connection: FederationConnection | null): connection is FederationConnection {
   if (!connection?.enabled) return false;
-  return connection.type === 'oidc' || isSamlReady((connection as SamlConnection).saml);
+  return connection.type === 'oidc' || isSamlReady(connection.saml);
 }
 
 // ---------------------------------------------------------------- the login page

@@ -5,13 +5,7 @@ import type { InteractionDetails, InteractionProvider } from '../interaction/pro
 import type { InteractionRequest } from '../interaction/routes.js';
 import type { PrismaClient } from '../store/db.js';
 import type { User } from '../store/generated/client.js';
-import {
-  connectionForEmail,
-  enabledConnections,
-  type FederationConnection,
-  findConnection,
-  isSamlReady,
-} from './connections.js';
+import { connectionForEmail, enabledConnections, type FederationConnection, findConnection, isSamlReady } from './connections.js';
 import { consumeResult } from './flows.js';
 import { beginFederatedSignIn } from './sign-in.js';
 

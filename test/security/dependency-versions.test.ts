@@ -22,7 +22,7 @@ function parseVersion(version: string): [number, number, number] {
   return [Number(match[1]), Number(match[2]), Number(match[3])];
 }
 
-export function atLeast(version: string, minimum: [number, number, number]): boolean {
+function atLeast(version: string, minimum: [number, number, number]): boolean {
   const actual = parseVersion(version);
   for (let i = 0; i < 3; i++) {
     const a = actual[i] ?? 0;

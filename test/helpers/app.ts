@@ -33,6 +33,12 @@ export interface TestAppOptions extends TestStoreOptions {
    * The lockout keeps its defaults either way.
    */
   limits?: 'relaxed' | 'default';
+  /**
+   * The host name listen() puts in PUBLIC_URL (the server still listens on
+   * 127.0.0.1). The passkey browser suite uses `localhost`: browsers refuse an
+   * IP address as a WebAuthn relying party ID.
+   */
+  publicHost?: string;
 }
 
 /** What 'relaxed' means: far beyond what any suite sends in a minute. */
@@ -75,7 +81,7 @@ export async function createTestApp(options: TestAppOptions = {}): Promise<TestA
         const s = app.listen(0, '127.0.0.1', () => resolve(s));
       });
       const address = server.address();
-      const url = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
+      const url = `http://${options.publicHost ?? '127.0.0.1'}:${typeof address === 'object' && address ? address.port : 0}`;
       await closeAppDeps(deps);
       config = testConfig({ ...options.env, PUBLIC_URL: url });
       deps = await createAppDeps({ config, db: stores.db, kv: stores.kv, logger, clock, masterKey });

@@ -37,6 +37,9 @@ import {
 
 const ADMIN = 'admin@example.com';
 
+/** Each step is a few browser hops, Argon2 and RSA work: on a loaded two-core machine that takes a while. */
+const SLOW = { timeout: 120_000 };
+
 let t: TestApp;
 let baseUrl: string;
 let idp: IdpUrls;
@@ -87,7 +90,7 @@ beforeAll(async () => {
     attribute_mapping: { email: 'urn:oid:0.9.2342.19200300.100.1.3', groups: 'groups' },
   });
   samlifyIdentityProvider = samlifyIdp(await metadata(`?sp=${encodeURIComponent(samlifyUrls.entityId)}`), { encrypted: true });
-});
+}, 180_000);
 
 afterAll(async () => {
   await t?.close();
@@ -103,7 +106,7 @@ async function auditEvents(action: string) {
   return t.deps.db.prisma.auditEvent.findMany({ where: { tenantId: tenant, action }, orderBy: { seq: 'asc' } });
 }
 
-describe('metadata', () => {
+describe('metadata', SLOW, () => {
   it('publishes the entity ID, both bindings of SSO and SLO, and the active and next certificates', async () => {
     const response = await fetch(idp.entityId);
     expect(response.headers.get('content-type')).toMatch(/^application\/samlmetadata\+xml/);
@@ -119,7 +122,7 @@ describe('metadata', () => {
   });
 });
 
-describe('SP-initiated sign-in with node-saml', () => {
+describe('SP-initiated sign-in with node-saml', SLOW, () => {
   it('signs in with the Redirect binding: signed request, signed and encrypted assertion, the released attributes', async () => {
     const browser = new Browser(baseUrl);
     const start = await nodeSp.getAuthorizeUrlAsync('relay-1', undefined, {});
@@ -184,7 +187,7 @@ describe('SP-initiated sign-in with node-saml', () => {
   });
 });
 
-describe('SP-initiated sign-in with samlify', () => {
+describe('SP-initiated sign-in with samlify', SLOW, () => {
   async function samlifyResponse(page: BrowserResponse) {
     const posted = postedForm(page, samlifyUrls.acs);
     return samlifyServiceProvider.parseLoginResponse(samlifyIdentityProvider, 'post', { body: posted });
@@ -218,7 +221,7 @@ describe('SP-initiated sign-in with samlify', () => {
   });
 });
 
-describe('single logout', () => {
+describe('single logout', SLOW, () => {
   /** Signs the browser in to an OIDC client through the existing session; resolves to the client's id. */
   async function signInToOidcClient(browser: Browser): Promise<string> {
     const redirectUri = 'http://127.0.0.1:9/callback';
@@ -339,7 +342,7 @@ describe('single logout', () => {
   });
 });
 
-describe('sign-in with a second factor', () => {
+describe('sign-in with a second factor', SLOW, () => {
   it('asks a user with a TOTP factor for a code before any assertion, and says so in the AuthnContext', async () => {
     const email = 'totp-user@example.com';
     const password = 'a long enough password';
@@ -366,7 +369,7 @@ describe('sign-in with a second factor', () => {
   });
 });
 
-describe('managing service providers', () => {
+describe('managing service providers', SLOW, () => {
   it('refuses metadata with a DTD, a signing requirement without a certificate, and a second SP with the same entity ID', async () => {
     const withDtd = await admin.post('/tenants/default/service-providers', {
       name: 'DTD app',

@@ -26,6 +26,9 @@ import {
  * unknown SPs, tampering, and a continue link carried to another browser.
  */
 
+/** Each step is a few browser hops, Argon2 and RSA work: on a loaded two-core machine that takes a while. */
+const SLOW = { timeout: 120_000 };
+
 let t: TestApp;
 let baseUrl: string;
 let idp: IdpUrls;
@@ -60,7 +63,7 @@ beforeAll(async () => {
     name_id_format: 'persistent',
   });
   expect(lenient.status, JSON.stringify(lenient.body)).toBe(201);
-});
+}, 180_000);
 
 afterAll(async () => {
   await t?.close();
@@ -107,7 +110,7 @@ function authnRequestXml(issuer: string, extra = ''): string {
 const redirectUrl = (xml: string) => `${idp.sso}?SAMLRequest=${encodeURIComponent(deflateRawSync(Buffer.from(xml)).toString('base64'))}`;
 const postXml = (browser: Browser, xml: string) => browser.request(idp.sso, { form: { SAMLRequest: Buffer.from(xml).toString('base64') } });
 
-describe('requests the IdP refuses', () => {
+describe('requests the IdP refuses', SLOW, () => {
   it('an ACS URL the SP has not registered: an error page, and no Response is posted there', async () => {
     const rogue = nodeSamlSp(idp, idpCertificates, { ...strictUrls, acs: 'https://attacker.example/collect' }, strictKeys);
     const response = await new Browser(baseUrl).request(await signedRedirect(rogue));
@@ -213,7 +216,7 @@ describe('requests the IdP refuses', () => {
   });
 });
 
-describe('problems answered to a registered ACS with a signed error Response', () => {
+describe('problems answered to a registered ACS with a signed error Response', SLOW, () => {
   it('a NameIDPolicy the SP is not configured for: InvalidNameIDPolicy', async () => {
     const xml = authnRequestXml(
       lenientUrls.entityId,
@@ -243,7 +246,7 @@ describe('problems answered to a registered ACS with a signed error Response', (
   });
 });
 
-describe('logout requests', () => {
+describe('logout requests', SLOW, () => {
   it('a LogoutRequest naming someone else than the signed-in person ends nothing', async () => {
     const browser = new Browser(baseUrl);
     const page = await signInOnHostedPage(

@@ -1,3 +1,4 @@
+// @peculiar/x509 resolves its parts through tsyringe, which needs the Reflect metadata API loaded first.
 import 'reflect-metadata';
 import { createPrivateKey, type JsonWebKey, randomBytes, randomUUID, webcrypto } from 'node:crypto';
 import * as x509 from '@peculiar/x509';

@@ -16,6 +16,11 @@ import { freePort, tempDir } from './processes.js';
 
 const children = new Set<ChildProcess>();
 
+// A worker that dies before its afterAll (a crash, a killed run) must not leave servers behind on the machine.
+process.once('exit', () => {
+  for (const child of children) child.kill('SIGKILL');
+});
+
 function track(child: ChildProcess): ChildProcess {
   children.add(child);
   child.once('exit', () => children.delete(child));

@@ -250,6 +250,16 @@ export function notesOf(data: RunData): string[] {
   return notes;
 }
 
+/** Said in so many words when other work competed for the cores: such figures are not the server's. */
+export function busyWarning(machine: RunData['machine']): string[] {
+  const busiest = Math.max(machine.loadAverage.start[0] ?? 0, machine.loadAverage.end[0] ?? 0);
+  if (busiest <= machine.cores) return [];
+  return [
+    '',
+    `**The machine was busy** (load average up to ${busiest.toFixed(1)} on ${machine.cores} cores, mostly other work): every figure here is depressed and noisy. The CPU ms/req column and the ratios are the most comparable parts; re-run on a quiet machine for figures to publish.`,
+  ];
+}
+
 export function markdownSummary(data: RunData, rows: Row[]): string {
   const { machine } = data;
   return [
@@ -260,6 +270,7 @@ export function markdownSummary(data: RunData, rows: Row[]): string {
       .map(([k, v]) => `${k}=${String(v)}`)
       .join(', ')}.`,
     'Loopback HTTP without TLS; the load generator runs on the same cores as the server. How it is measured: [bench/README.md](../README.md).',
+    ...busyWarning(machine),
     '',
     markdownTable(rows),
     '',

@@ -18,7 +18,7 @@ import { warmThenMeasure } from './lib/load.js';
 import { type BenchOptions, parseOptions } from './lib/options.js';
 import { insertUsers, seed } from './lib/seed.js';
 import { PROFILE_DIR, rssMiB, startServer } from './lib/server.js';
-import { type RunData, rowsOf, textTable, writeResults } from './report.js';
+import { busyWarning, type RunData, rowsOf, textTable, writeResults } from './report.js';
 import { runClientCredentials } from './scenarios/client-credentials.js';
 import { runIntrospection } from './scenarios/introspection.js';
 import { runJwks } from './scenarios/jwks.js';
@@ -184,7 +184,7 @@ async function main(): Promise<void> {
   data.finishedAt = new Date().toISOString();
   data.machine.loadAverage.end = loadavg();
   const rows = rowsOf(data);
-  process.stdout.write(`\n${textTable(rows)}\n\n`);
+  process.stdout.write(`\n${textTable(rows)}\n${busyWarning(data.machine).join('\n')}\n\n`);
   const written = await writeResults(data, rows);
   log(`wrote ${written.json} and ${written.markdown}`);
   if (options.profile) {

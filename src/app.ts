@@ -17,6 +17,7 @@ import type { Logger } from './observability/logger.js';
 import { createMetrics, type Metrics } from './observability/metrics.js';
 import { oidcRoutes } from './oidc/mount.js';
 import { createOidcRegistry, type OidcRegistry } from './oidc/registry.js';
+import { createEndSessionLogoutHook } from './saml-idp/end-session.js';
 import { isSamlIdpPath, samlIdpRoutes } from './saml-idp/routes.js';
 import { limitRequest } from './security/abuse.js';
 import { serviceAccountTokenGuard } from './security/client-ip-allowlist.js';
@@ -56,7 +57,7 @@ export async function createAppDeps(infra: Infrastructure): Promise<AppDeps> {
     passwords: createPasswordHasher(),
     tenants: await createTenantDirectory({ prisma: infra.db.prisma, kv: infra.kv }),
     metrics: createMetrics(),
-    oidc: await createOidcRegistry({ ...infra, audit, vault }),
+    oidc: await createOidcRegistry({ ...infra, audit, vault, endSessionLogout: createEndSessionLogoutHook(infra) }),
     mailer: createMailer({ config: infra.config, logger: infra.logger }),
   };
 }

@@ -15,8 +15,12 @@ import { CLAIMS, findAccountFor, loadAccount } from './accounts.js';
 import { createAdapterClass, denylistKey } from './adapter.js';
 import { auditProviderEvents } from './audit-events.js';
 import { ensureKeys, loadTenantKeys, SIGNING_ALGS, type SigningAlg } from './keys.js';
+import { detourLogoutThroughSaml, type EndSessionLogoutHook } from './saml-bridge.js';
 
-export type OidcDeps = Pick<AppDeps, 'config' | 'db' | 'kv' | 'clock' | 'vault' | 'audit' | 'logger' | 'masterKey'>;
+export type OidcDeps = Pick<AppDeps, 'config' | 'db' | 'kv' | 'clock' | 'vault' | 'audit' | 'logger' | 'masterKey'> & {
+  /** The SAML IdP's part in a logout started here (src/saml-idp/end-session.ts): telling the session's SAML SPs. */
+  endSessionLogout?: EndSessionLogoutHook;
+};
 
 export interface TenantOidc {
   provider: Provider;
@@ -141,7 +145,10 @@ export async function createTenantProvider(deps: OidcDeps, tenant: TenantContext
       backchannelLogout: { enabled: true },
       rpInitiatedLogout: {
         enabled: true,
-        logoutSource: async (ctx, form) => renderLogoutPage(ctx as unknown as Context, form, tenant),
+        async logoutSource(ctx, form) {
+          await detourLogoutThroughSaml(ctx, tenant, deps.endSessionLogout);
+          renderLogoutPage(ctx as unknown as Context, form, tenant);
+        },
         postLogoutSuccessSource: async (ctx) => renderLogoutSuccess(ctx as unknown as Context, tenant),
       },
       resourceIndicators: {

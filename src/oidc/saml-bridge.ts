@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { LRUCache } from 'lru-cache';
+import type { KoaContextWithOIDC } from 'oidc-provider';
 import { safeEqual, sha256 } from '../crypto/random.js';
 import type { TenantContext } from '../tenants/tenants.js';
 import { type BuiltinClientDeps, ensureBuiltinClient } from './builtin-clients.js';
@@ -147,13 +148,7 @@ export function createSamlBridge(deps: BuiltinClientDeps & { registry: OidcRegis
       const provider = await deps.registry.providerFor(tenant);
       const session = await provider.Session.get(provider.createContext(req, res));
       if (typeof session.accountId !== 'string' || !session.accountId) return undefined;
-      const serviceProviders = new Map<string, string>();
-      for (const [clientId, authorization] of Object.entries(session.authorizations ?? {})) {
-        if (clientId.startsWith(SAML_CLIENT_PREFIX) && typeof authorization.sid === 'string') {
-          serviceProviders.set(clientId.slice(SAML_CLIENT_PREFIX.length), authorization.sid);
-        }
-      }
-      return { accountId: session.accountId, serviceProviders };
+      return { accountId: session.accountId, serviceProviders: samlServiceProvidersOf(session.authorizations) };
     },
 
     async prepareLogout(tenant, req, res, logout) {
@@ -167,4 +162,59 @@ export function createSamlBridge(deps: BuiltinClientDeps & { registry: OidcRegis
       return { action: provider.urlFor('end_session_confirm'), fields: { xsrf: secret, logout: 'yes' } };
     },
   };
+}
+
+// ---------------------------------------------------------------- logout started at end_session
+
+/**
+ * A logout an OIDC client or the account page started at end_session, while
+ * the session has SAML SPs too: the SAML IdP may send the browser to them
+ * before it reaches where oidc-provider would have sent it.
+ */
+export interface EndSessionLogout {
+  tenant: TenantContext;
+  accountId: string;
+  /** The session id of each SAML SP's client in this session, by SP id. */
+  serviceProviders: Map<string, string>;
+  /** Where oidc-provider sends the browser after the logout (the client's post-logout URI with its state, or the success page). */
+  destination: string;
+}
+
+/** Where the browser goes after the logout instead (the SAML IdP's continue step), or undefined to leave it alone. */
+export type EndSessionLogoutHook = (logout: EndSessionLogout) => Promise<{ postLogoutRedirectUri: string; state: string } | undefined>;
+
+function samlServiceProvidersOf(authorizations: Record<string, { sid?: string }> | undefined): Map<string, string> {
+  const serviceProviders = new Map<string, string>();
+  for (const [clientId, authorization] of Object.entries(authorizations ?? {})) {
+    if (clientId.startsWith(SAML_CLIENT_PREFIX) && typeof authorization.sid === 'string') {
+      serviceProviders.set(clientId.slice(SAML_CLIENT_PREFIX.length), authorization.sid);
+    }
+  }
+  return serviceProviders;
+}
+
+/**
+ * Runs in end_session's logoutSource, after oidc-provider stored where the
+ * logout ends (session.state) and before the person confirms: when the
+ * session has SAML SPs, the end of the logout becomes the SAML IdP's continue
+ * step, which tells those SPs and then sends the browser on to the original
+ * destination. Clicking "Stay signed in" lands there too; it then finds the
+ * session alive and tells nobody.
+ */
+export async function detourLogoutThroughSaml(ctx: KoaContextWithOIDC, tenant: TenantContext, hook: EndSessionLogoutHook | undefined) {
+  const session = ctx.oidc.session;
+  const state = session?.state as { postLogoutRedirectUri?: unknown; state?: unknown } | undefined;
+  if (!hook || !session?.accountId || !state) return;
+  const serviceProviders = samlServiceProvidersOf(session.authorizations);
+  if (serviceProviders.size === 0) return;
+  let destination = ctx.oidc.provider.urlFor('end_session_success');
+  if (typeof state.postLogoutRedirectUri === 'string') {
+    const url = new URL(state.postLogoutRedirectUri);
+    if (typeof state.state === 'string') url.searchParams.set('state', state.state);
+    destination = url.href;
+  }
+  const detour = await hook({ tenant, accountId: session.accountId, serviceProviders, destination });
+  if (!detour) return;
+  state.postLogoutRedirectUri = detour.postLogoutRedirectUri;
+  state.state = detour.state;
 }

@@ -37,12 +37,16 @@ export type LogoutParticipant = z.infer<typeof participantSchema>;
 const pendingLogoutSchema = z.object({
   accountId: z.string(),
   /** The SP whose LogoutRequest started this, answered at the end. */
-  initiator: z.object({
-    serviceProviderId: z.string(),
-    requestId: z.string(),
-    binding: bindingSchema,
-    relayState: z.string().optional(),
-  }),
+  initiator: z
+    .object({
+      serviceProviderId: z.string(),
+      requestId: z.string(),
+      binding: bindingSchema,
+      relayState: z.string().optional(),
+    })
+    .optional(),
+  /** A logout started at end_session: where oidc-provider would have sent the browser, validated by it. */
+  destination: z.string().optional(),
   /** Other SPs of the session still to be told. */
   remaining: z.array(participantSchema),
   /** The LogoutRequest we sent and wait for an answer to. */

@@ -3,7 +3,7 @@ import { samlClientIdFor } from '../oidc/saml-bridge.js';
 import { recordLogout } from './audit.js';
 import { type IncomingMessage, readIncomingMessage } from './bindings.js';
 import { type Binding, NAME_ID_FORMAT, STATUS } from './constants.js';
-import { keyDeps, type SamlRequest } from './context.js';
+import { keyDeps, type SamlIdpDeps, type SamlRequest } from './context.js';
 import { activeSigningKey, type SamlSigningKey } from './keys.js';
 import {
   buildLogoutRequest,
@@ -76,7 +76,7 @@ async function handleLogoutRequest(request: SamlRequest, incoming: IncomingMessa
   const pending: PendingLogout = {
     accountId: account.id,
     initiator,
-    remaining: await otherParticipants(request, session.serviceProviders, sp.id, account),
+    remaining: await logoutParticipants(deps.db.prisma, tenant.id, session.serviceProviders, account, sp.id),
     notified: [],
     failed: [],
   };
@@ -94,17 +94,18 @@ async function handleLogoutRequest(request: SamlRequest, incoming: IncomingMessa
   renderAutoPost(ctx, tenant, { action: form.action, fields: form.fields, heading: 'Signing out', message: 'Signing you out…' });
 }
 
-/** The session's other SAML SPs that can be told, with the NameID and SessionIndex they know the person by. */
-async function otherParticipants(
-  request: SamlRequest,
+/** The session's SAML SPs, but `except`, that can be told, with the NameID and SessionIndex they know the person by. */
+export async function logoutParticipants(
+  prisma: SamlIdpDeps['db']['prisma'],
+  tenantId: string,
   sessionSps: Map<string, string>,
-  initiatorId: string,
   account: { id: string; email: string },
+  except?: string,
 ): Promise<LogoutParticipant[]> {
   const participants: LogoutParticipant[] = [];
   for (const [serviceProviderId, sid] of sessionSps) {
-    if (serviceProviderId === initiatorId) continue;
-    const sp = await findServiceProviderById(request.deps.db.prisma, request.tenant.id, serviceProviderId);
+    if (serviceProviderId === except) continue;
+    const sp = await findServiceProviderById(prisma, tenantId, serviceProviderId);
     if (!sp?.enabled || !sp.sloUrl) continue;
     const nameId = nameIdFor(sp, account, sid);
     participants.push({ serviceProviderId, nameId: nameId.value, nameIdFormat: nameId.format, sessionIndex: sid });
@@ -117,8 +118,24 @@ export async function handleLogoutContinue(request: SamlRequest): Promise<void> 
   const state = typeof request.ctx.query.state === 'string' ? request.ctx.query.state : '';
   const pending = state ? await takeLogout(request.deps.kv, request.tenant.id, state) : undefined;
   if (!pending) throw refuse('logout_expired', 'This sign-out has expired or was already completed.');
-  request.trace.serviceProviderId = pending.initiator.serviceProviderId;
+  request.trace.serviceProviderId = pending.initiator?.serviceProviderId;
+  if (!pending.initiator && (await stillSignedIn(request, pending.accountId))) {
+    // "Stay signed in" on the logout page: nobody is signed out, so no SP is told.
+    return goTo(request, pending.destination);
+  }
   await proceed(request, pending);
+}
+
+async function stillSignedIn(request: SamlRequest, accountId: string): Promise<boolean> {
+  const session = await request.bridge.currentSession(request.tenant, request.ctx.req, request.ctx.res);
+  return session?.accountId === accountId;
+}
+
+/** The end of a logout that started at end_session: where oidc-provider would have gone (it validated the URI). */
+function goTo(request: SamlRequest, destination: string | undefined): void {
+  if (!destination) throw refuse('logout_expired', 'This sign-out has expired or was already completed.');
+  request.ctx.status = 303;
+  request.ctx.redirect(destination);
 }
 
 async function proceed(request: SamlRequest, pending: PendingLogout): Promise<void> {
@@ -134,10 +151,11 @@ async function proceed(request: SamlRequest, pending: PendingLogout): Promise<vo
   }
   await recordLogout(request, {
     accountId: pending.accountId,
-    initiator: pending.initiator.serviceProviderId,
+    initiator: pending.initiator?.serviceProviderId,
     notified: pending.notified,
     failed: pending.failed,
   });
+  if (!pending.initiator) return goTo(request, pending.destination);
   const initiator = await findServiceProviderById(deps.db.prisma, tenant.id, pending.initiator.serviceProviderId);
   if (!initiator?.sloUrl) throw refuse('no_logout_url', 'You are signed out. The application has no logout URL to return to.');
   const status: StatusValue =

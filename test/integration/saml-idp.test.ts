@@ -340,6 +340,63 @@ describe('single logout', SLOW, () => {
     expect(logoutResponse.extract.response?.inResponseTo).toBeTruthy();
     expect(await isSignedIn(browser)).toBe(false);
   });
+
+  it('a logout started at end_session (the account page) tells the SAML SPs, then ends where it was going', async () => {
+    const browser = new Browser(baseUrl);
+    await signedInToBoth(browser);
+    const account = await browser.follow('/t/default/account');
+    const signOut = /<a class="button secondary" href="([^"]+)">Sign out<\/a>/.exec(account.text)?.[1]?.replace(/&amp;/g, '&');
+    if (!signOut) throw new Error(`no sign-out link: ${account.text.slice(0, 500)}`);
+    const confirm = await browser.follow(signOut);
+    expect(confirm.text).toContain('Sign out?');
+    const toFirst = await browser.submit(confirm, '/session/end/confirm', { logout: 'yes' }, 'https://');
+    expect(await isSignedIn(browser)).toBe(false);
+
+    // The SPs are told one after the other, in whichever order; each answers at our SLO endpoint.
+    let hop = toFirst;
+    const told: string[] = [];
+    for (let i = 0; i < 2; i += 1) {
+      const location = hop.location ?? '';
+      const { query, raw, octetString } = redirectQuery(location);
+      let answer: string;
+      if (location.startsWith(`${nodeUrls.slo}?`)) {
+        const { profile } = await nodeSp.validateRedirectAsync(query, raw);
+        expect(profile?.nameID).toBe(ADMIN);
+        answer = await nodeSp.getLogoutResponseUrlAsync(
+          profile ?? { issuer: '', nameID: '', nameIDFormat: '' },
+          query.RelayState ?? '',
+          {},
+          true,
+        );
+        told.push('node');
+      } else {
+        expect(location.startsWith(`${samlifyUrls.slo}?`), location).toBe(true);
+        const request = await samlifyServiceProvider.parseLogoutRequest(samlifyIdentityProvider, 'redirect', { query, octetString });
+        answer = redirectUrlOf(
+          samlifyServiceProvider.createLogoutResponse(samlifyIdentityProvider, { ...request }, 'redirect', query.RelayState),
+        );
+        told.push('samlify');
+      }
+      hop = await browser.request(answer);
+    }
+    expect(told.sort()).toEqual(['node', 'samlify']);
+    expect(hop.status).toBe(303);
+    expect(hop.location).toBe(`${baseUrl}/t/default/account`);
+    const [completed] = (await auditEvents('saml.logout.completed')).slice(-1);
+    expect(completed?.metadata).toMatchObject({ initiator: null, partial: false });
+  });
+
+  it('"Stay signed in" on that logout page tells no SP and keeps the session', async () => {
+    const browser = new Browser(baseUrl);
+    await signedInToBoth(browser);
+    const account = await browser.follow('/t/default/account');
+    const signOut = /<a class="button secondary" href="([^"]+)">Sign out<\/a>/.exec(account.text)?.[1]?.replace(/&amp;/g, '&') ?? '';
+    const confirm = await browser.follow(signOut);
+    const stayed = await browser.submit(confirm, '/session/end/confirm', {}, 'https://');
+    expect(stayed.status).toBe(200);
+    expect(stayed.url).toBe(`${baseUrl}/t/default/account`);
+    expect(await isSignedIn(browser)).toBe(true);
+  });
 });
 
 describe('sign-in with a second factor', SLOW, () => {

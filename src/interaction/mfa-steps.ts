@@ -94,11 +94,15 @@ interface PendingSignIn {
   factorId?: string;
   /** The amr to finish with once `done`. */
   amr?: string[];
+  /** What the first step was (`pwd`, or `fed` after an upstream IdP, src/federation/): the amr keeps saying so. */
+  firstFactor?: string;
 }
 
 /** The interaction's own lifetime (oidc-provider's Interaction TTL): the state never outlives it. */
 const PENDING_TTL_SECONDS = 600;
 const pendingKey = (request: InteractionRequest) => `signin:mfa:${request.tenant.id}:${request.uid}`;
+
+const firstFactorOf = (pending: PendingSignIn) => pending.firstFactor ?? AMR.password;
 
 async function loadPending(request: InteractionRequest): Promise<PendingSignIn | null> {
   const raw = await request.deps.kv.get(pendingKey(request));
@@ -188,10 +192,16 @@ export async function startSecondFactor(
   if (amr.length > 1) return false;
   const status = await mfaStatusOf(request.deps.db.prisma, request.tenant, user.id);
   if (status.factors.length > 0) {
-    await savePending(request, { userId: user.id, stage: 'verify' });
+    await savePending(request, { userId: user.id, stage: 'verify', firstFactor: amr[0] });
   } else if (status.requiredByRole || asksForMfa(details)) {
     const enrollment = await beginTotpEnrollment(mfaDeps(request), request.tenant, user);
-    await savePending(request, { userId: user.id, stage: 'enroll', required: status.requiredByRole, factorId: enrollment.factorId });
+    await savePending(request, {
+      userId: user.id,
+      stage: 'enroll',
+      required: status.requiredByRole,
+      factorId: enrollment.factorId,
+      firstFactor: amr[0],
+    });
   } else {
     return false;
   }
@@ -325,7 +335,7 @@ async function submitCode(request: InteractionRequest, kit: MfaKit): Promise<voi
     }
     return renderStage(request, details, pending, user, INVALID_CODE, 422);
   }
-  const amr = [AMR.password, AMR.oneTimePassword];
+  const amr = [firstFactorOf(pending), AMR.oneTimePassword];
   if (result.method === 'totp') {
     await dropPending(request);
     return kit.finishLogin(request, provider, user, amr);
@@ -359,7 +369,7 @@ async function submitTotpEnrollment(request: InteractionRequest, kit: MfaKit): P
     }
     return renderStage(request, details, pending, user, INVALID_CODE, 422);
   }
-  await savePending(request, { userId: user.id, stage: 'done', amr: [AMR.password, AMR.oneTimePassword] });
+  await savePending(request, { userId: user.id, stage: 'done', amr: [firstFactorOf(pending), AMR.oneTimePassword] });
   renderRecoveryCodesPage(request.ctx, request.tenant, { ...common(request, details), codes: result.recoveryCodes });
 }
 
@@ -367,7 +377,7 @@ async function submitDone(request: InteractionRequest, kit: MfaKit): Promise<voi
   const { provider, pending: state } = await openStep(request, kit);
   const { pending, user } = await requireStage(request, state, 'done');
   await dropPending(request);
-  return kit.finishLogin(request, provider, user, pending.amr ?? [AMR.password, AMR.oneTimePassword]);
+  return kit.finishLogin(request, provider, user, pending.amr ?? [firstFactorOf(pending), AMR.oneTimePassword]);
 }
 
 async function submitRegenerate(request: InteractionRequest, kit: MfaKit): Promise<void> {
@@ -428,7 +438,7 @@ async function submitPasskey(request: InteractionRequest, kit: MfaKit): Promise<
       factor_id: result.factor.id,
     });
     await dropPending(request);
-    return kit.finishLogin(request, provider, stage.user, [AMR.password, AMR.hardwareKey]);
+    return kit.finishLogin(request, provider, stage.user, [firstFactorOf(stage.pending), AMR.hardwareKey]);
   }
 
   // Passwordless: the passkey alone, with the user verified by the authenticator.
@@ -515,6 +525,6 @@ async function submitPasskeyRegistration(request: InteractionRequest, kit: MfaKi
     where: { tenantId: request.tenant.id, userId: user.id, type: 'totp', confirmedAt: null },
   });
   const codes = await completeWebauthnEnrollment(mfaDeps(request), request.tenant.id, user.id, result.factor.id, meta);
-  await savePending(request, { userId: user.id, stage: 'done', amr: [AMR.password, AMR.hardwareKey] });
+  await savePending(request, { userId: user.id, stage: 'done', amr: [firstFactorOf(pending), AMR.hardwareKey] });
   renderRecoveryCodesPage(request.ctx, request.tenant, { ...common(request, details), codes });
 }

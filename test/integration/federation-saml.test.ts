@@ -3,10 +3,12 @@ import * as oidc from 'openid-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { manualClock } from '../../src/clock.js';
 import { generateSpKeyPair } from '../../src/federation/certificates.js';
+import { totpCodeAt } from '../../src/security/totp.js';
 import { createUser } from '../../src/users/users.js';
 import { apiKeyFor, api as managementApi } from '../helpers/admin.js';
 import { createTestApp, TEST_ADMIN_PASSWORD, type TestApp } from '../helpers/app.js';
 import { auditEvents, expectRefusedPage, lastRejection, postToAcs, samlSignIn, startSso, upstreamUrl } from '../helpers/federation.js';
+import { hasStep, manualKeyOf, submitStep } from '../helpers/mfa.js';
 import { announce, authorizationRequest, Browser, createTenantClient, parseForms, rpConfig, tenantIdOf, textOf } from '../helpers/oidc.js';
 import { fixture, NAMEID_EMAIL, SamlIdp } from '../helpers/saml-idp.js';
 
@@ -268,8 +270,12 @@ describe('policy', () => {
     await t.deps.db.prisma.tenant.update({ where: { id: tenantId }, data: { settings: { mfa: { requiredRoles: ['member'] } } } });
     await announce(t, { tenantId, slug: 'default', what: 'tenant' });
     const asked = await samlSignIn(t, config, idp, okta.id, { nameId: 'frank@corp.example', attributes: { groups: ['engineering'] } });
-    expect(asked.outcome.kind).toBe('page');
-    if (asked.outcome.kind === 'page') expect(asked.outcome.html).toMatch(/totp-enroll/);
+    expect(hasStep(asked.outcome, 'totp-enroll')).toBe(true);
+    // Enrolling finishes the sign-in, and the ID token says the first factor was the upstream, not a password.
+    const secret = manualKeyOf(asked.outcome);
+    const codes = await submitStep(asked.browser, asked.outcome, 'totp-enroll', { code: totpCodeAt(secret, clock.now()) });
+    const enrolled = await redeem({ outcome: await submitStep(asked.browser, codes, 'mfa-done'), request: asked.request });
+    expect(enrolled.claims()?.amr).toEqual(['fed', 'otp']);
 
     await api.patch(`/tenants/default/connections/${okta.id}`, { enforces_mfa: true });
     const trusted = await samlSignIn(t, config, idp, okta.id, { nameId: 'frank@corp.example', attributes: { groups: ['engineering'] } });

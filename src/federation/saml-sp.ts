@@ -8,6 +8,7 @@ import {
   SamlStatusError,
   ValidateInResponseTo,
 } from '@node-saml/node-saml';
+import { decrypt } from 'xml-encryption';
 import type { Clock } from '../clock.js';
 import type { Vault } from '../crypto/vault.js';
 import type { KvStore } from '../store/index.js';
@@ -17,6 +18,7 @@ import { NAMEID_EMAIL } from './presets.js';
 import type { UpstreamClaims } from './profile.js';
 import { FederationRejection, type RejectReason, reject } from './rejection.js';
 import { CLOCK_SKEW_MS, createRequestCache, firstUseOfAssertion, REQUEST_TTL_SECONDS } from './saml-cache.js';
+import { checkedXml, MAX_SAML_MESSAGE_BYTES } from './saml-message.js';
 import { childElements, NS, parseXml, textOf } from './xml.js';
 
 /**
@@ -165,13 +167,34 @@ function reasonFor(error: unknown): RejectReason {
 }
 
 /** Checks on the message around the assertion, which only a Response signature would cover. */
-function checkEnvelope(xml: string, config: ReadySamlConfig, endpoints: ConnectionEndpoints): void {
+function checkEnvelope(xml: string, config: ReadySamlConfig, endpoints: ConnectionEndpoints): Element {
   const root = parseXml(xml).documentElement;
   if (!root || root.namespaceURI !== NS.protocol || root.localName !== 'Response') throw reject('malformed', 'not a SAML Response');
   const destination = root.getAttribute('Destination');
   if (destination && destination !== endpoints.acsUrl) throw reject('destination', `Destination ${destination}`);
   const issuer = childElements(root, NS.assertion, 'Issuer')[0];
   if (issuer && textOf(issuer) !== config.idpEntityId) throw reject('issuer', `Response Issuer ${textOf(issuer)}`);
+  return root;
+}
+
+/**
+ * An encrypted assertion is XML of its own, which node-saml parses after
+ * decrypting it; anyone can encrypt to our published certificate, so its
+ * plaintext gets the same DTD and size checks as the message, here, first.
+ */
+async function checkEncryptedAssertions(root: Element, spKey: string | undefined): Promise<void> {
+  const encrypted = childElements(root, NS.assertion, 'EncryptedAssertion');
+  if (encrypted.length === 0) return;
+  if (encrypted.length > 1) throw reject('multiple_assertions', `${encrypted.length} encrypted assertions`);
+  if (!spKey) throw reject('malformed', 'an encrypted assertion, and this connection has no SP key');
+  const plaintext = await new Promise<string>((resolve, fail) => {
+    const options = { key: spKey, disallowDecryptionWithInsecureAlgorithm: true, warnInsecureAlgorithm: false };
+    decrypt(String(encrypted[0]), options, (error, result) =>
+      error ? fail(reject('malformed', `cannot decrypt the assertion: ${error.message}`)) : resolve(result),
+    );
+  });
+  if (Buffer.byteLength(plaintext) > MAX_SAML_MESSAGE_BYTES) throw reject('message_too_large', 'the decrypted assertion');
+  checkedXml(plaintext);
 }
 
 // xml2js output of the signed assertion (node-saml parses it with explicitCharkey and prefixes stripped).
@@ -237,10 +260,11 @@ export async function validateSamlResponse(
   requestId: string,
 ): Promise<SamlAssertionResult> {
   const config = readyConfig(connection);
-  checkEnvelope(xml, config, endpoints);
+  const spKey = openSpPrivateKey(deps.vault, connection);
+  await checkEncryptedAssertions(checkEnvelope(xml, config, endpoints), spKey);
   const cache = createRequestCache(deps.kv, deps.clock, { tenantId: connection.tenantId, connectionId: connection.id });
   const saml = new ClockedSaml(
-    samlOptions(connection, endpoints, openSpPrivateKey(deps.vault, connection), cache, () => {}),
+    samlOptions(connection, endpoints, spKey, cache, () => {}),
     deps.clock,
   );
   let profile: Profile | null;

@@ -1,3 +1,4 @@
+import { createVerify } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import * as oidc from 'openid-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -238,6 +239,58 @@ describe('signing in through the SAML IdP', () => {
     const none = await startSso(config, t.url, { email: 'dave@unknown.example' });
     expect(none.upstream.kind).toBe('page');
     if (none.upstream.kind === 'page') expect(textOf(none.upstream.html)).toMatch(/Single sign-on is not set up/);
+  });
+});
+
+describe('AuthnRequests', () => {
+  it('signs them when the connection says so, with our key in the SP metadata', async () => {
+    const signing = await createConnection({
+      name: 'Signed requests',
+      type: 'saml',
+      saml: {
+        metadata_xml: new SamlIdp({ entityId: 'https://signed.example/idp', ssoUrl: 'https://signed.example/sso' }).metadata(),
+        sign_requests: true,
+      },
+    });
+    const spMetadata = await (await fetch(`${t.url}/t/default/federation/saml/${signing.id}/metadata`)).text();
+    expect(spMetadata).toContain('AuthnRequestsSigned="true"');
+    const certificate = /use="signing"[\s\S]*?<ds:X509Certificate>([^<]+)</.exec(spMetadata)?.[1] ?? '';
+    const { upstream } = await startSso(config, t.url, { connectionId: signing.id });
+    const url = new URL(upstreamUrl(upstream));
+    expect(url.searchParams.get('SigAlg')).toBe('http://www.w3.org/2001/04/xmldsig-more#rsa-sha256');
+    // The Redirect binding signs the raw query parameters in this order (SAML bindings 3.4.4.1).
+    const raw = Object.fromEntries(
+      url.search
+        .slice(1)
+        .split('&')
+        .map((pair) => pair.split('=') as [string, string]),
+    );
+    const signed = ['SAMLRequest', 'RelayState', 'SigAlg'].map((name) => `${name}=${raw[name]}`).join('&');
+    const verifier = createVerify('RSA-SHA256').update(signed);
+    const pem = `-----BEGIN CERTIFICATE-----\n${certificate.match(/.{1,64}/g)?.join('\n')}\n-----END CERTIFICATE-----\n`;
+    expect(verifier.verify(pem, url.searchParams.get('Signature') ?? '', 'base64')).toBe(true);
+    await api.delete(`/tenants/default/connections/${signing.id}`);
+  });
+
+  it('sends them with the POST binding to an IdP that only takes POST, from a page whose CSP lets its form go there', async () => {
+    const postIdp = new SamlIdp({ entityId: 'https://post-only.example/idp', ssoUrl: 'https://post-only.example/sso', binding: 'post' });
+    const post = await createConnection({ name: 'POST only', type: 'saml', saml: { metadata_xml: postIdp.metadata() } });
+    expect((post.saml as { sso_binding: string }).sso_binding).toBe('post');
+    const browser = new Browser(t.url);
+    const login = await browser.follow((await authorizationRequest(config)).url);
+    if (login.kind !== 'page') throw new Error('no login page');
+    const button = parseForms(login.html).find((f) => f.fields.connection === post.id);
+    if (!button) throw new Error('no button for the connection');
+    const response = await browser.request(new URL(button.action, login.url), { form: button.fields });
+    expect(response.status).toBe(200);
+    expect(response.headers.get('content-security-policy')).toMatch(/form-action [^;]*https:\/\/post-only\.example/);
+    const form = parseForms(await response.text()).find((f) => f.action === postIdp.ssoUrl);
+    expect(form?.method).toBe('post');
+    const request = Buffer.from(form?.fields.SAMLRequest ?? '', 'base64').toString('utf8');
+    expect(request).toMatch(/^<\?xml[^>]*>\s*<samlp:AuthnRequest/);
+    expect(request).toContain(`AssertionConsumerServiceURL="${t.url}/t/default/federation/saml/${post.id}/acs"`);
+    expect(form?.fields.RelayState).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    await api.delete(`/tenants/default/connections/${post.id}`);
   });
 });
 

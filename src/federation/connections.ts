@@ -161,7 +161,8 @@ export async function enabledConnections(prisma: PrismaClient, tenantId: string)
 /** The lower-cased domain of an address, or null when it has none. */
 export function emailDomain(email: string): string | null {
   const at = email.lastIndexOf('@');
-  if (at < 1 || at === email.length - 1) return null;
+  // A NUL byte is in no stored domain, and PostgreSQL refuses it in a query (a 500).
+  if (at < 1 || at === email.length - 1 || email.includes('\u0000')) return null;
   return email
     .slice(at + 1)
     .trim()

@@ -216,3 +216,57 @@ describe('signing in through the OpenID Provider', () => {
     expect(await lastRejection(t)).toBe('upstream_error');
   });
 });
+
+describe('an Okta-like OpenID Provider with groups from userinfo', () => {
+  let okta: UpstreamOidc;
+  let connectionId: string;
+
+  beforeAll(async () => {
+    okta = await startUpstreamOidc();
+    const created = await api.post('/tenants/default/connections', {
+      name: 'Okta OIDC',
+      type: 'oidc',
+      preset: 'okta',
+      domains: ['okta-corp.example'],
+      role_mapping: { 'idp-admins': 'admin', engineers: ['member'] },
+      oidc: {
+        issuer: okta.issuer,
+        client_id: okta.clientId,
+        client_secret: okta.clientSecret,
+        userinfo: true,
+        token_endpoint_auth_method: 'client_secret_post',
+      },
+    });
+    expect(created.status, JSON.stringify(created.body)).toBe(201);
+    connectionId = created.body.id;
+    expect(created.body.oidc.scopes).toEqual(['openid', 'email', 'profile', 'groups']);
+    await okta.register(created.body.oidc.redirect_uri);
+  }, 120_000);
+
+  afterAll(async () => {
+    await okta?.close();
+  });
+
+  async function signInAt(account: UpstreamAccount): Promise<string | undefined> {
+    okta.signInAs(account);
+    const { browser, request, upstream: redirect } = await startSso(config, t.url, { connectionId });
+    const outcome = await browser.follow(await throughUpstream(upstreamUrl(redirect), t.url));
+    return subjectOf({ outcome, browser, request, callback: new URL(t.url) });
+  }
+
+  it('maps the groups claim to roles, and follows the groups on the next sign-in', async () => {
+    const sub = await signInAt({
+      sub: 'o-1',
+      email: 'kim@okta-corp.example',
+      email_verified: true,
+      groups: ['engineers', 'idp-admins', 'other'],
+    });
+    const roles = async () =>
+      (await t.deps.db.prisma.roleAssignment.findMany({ where: { tenantId, userId: sub }, select: { role: { select: { name: true } } } }))
+        .map((r) => r.role.name)
+        .sort();
+    expect(await roles()).toEqual(['admin', 'member']);
+    expect(await signInAt({ sub: 'o-1', email: 'kim@okta-corp.example', email_verified: true, groups: ['engineers'] })).toBe(sub);
+    expect(await roles()).toEqual(['member']);
+  });
+});

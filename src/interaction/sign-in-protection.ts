@@ -1,11 +1,13 @@
 import type { Context } from 'koa';
 import type { AuditLog } from '../audit/audit.js';
 import type { Clock } from '../clock.js';
+import { AppError } from '../errors.js';
 import { type EmailFlowDeps, notifyNewDevice } from '../mail/flows.js';
 import type { Mailer } from '../mail/mailer.js';
 import { limitRequest, recordFailedSignIn } from '../security/abuse.js';
 import { createDeviceCookies, rememberDevice } from '../security/device.js';
 import { createSignInGuard } from '../security/lockout.js';
+import { checkSignInNetworkPolicy } from '../security/network-policy.js';
 import type { PrismaClient } from '../store/db.js';
 import type { User } from '../store/generated/client.js';
 import type { KvStore } from '../store/index.js';
@@ -19,7 +21,11 @@ import type { SignInGuard } from '../users/authenticate.js';
  * the new-device notice. The interaction routes call these four steps.
  */
 export interface SignInProtection {
-  /** Counts the POST against the IP's limits; throws 429 (Retry-After) or, with the KvStore down, 503. */
+  /**
+   * Applies the tenant's network policy when it covers sign-in (403 from a blocked network, an audit
+   * event from a network it only warns about), then counts the POST against the IP's limits; throws
+   * 429 (Retry-After) or, with the KvStore down, 503.
+   */
   admit(ctx: Context, tenant: TenantContext): Promise<void>;
   /** The lockout hooks for authenticatePassword, aware of this browser's device cookie. */
   guard(ctx: Context, tenant: TenantContext): SignInGuard;
@@ -40,6 +46,18 @@ export interface SignInProtectionDeps {
   passwords: EmailFlowDeps['passwords'];
 }
 
+async function enforceNetworkPolicy(deps: SignInProtectionDeps, ctx: Context, tenant: TenantContext): Promise<void> {
+  const decision = await checkSignInNetworkPolicy(deps, tenant, ctx.ip);
+  if (decision.outcome === 'allow') return;
+  await deps.audit.append(tenant.id, {
+    actor: { type: 'anonymous' },
+    action: decision.outcome === 'block' ? 'auth.sign_in.network_blocked' : 'auth.sign_in.network_warning',
+    ip: decision.ip,
+    userAgent: ctx.get('User-Agent') || null,
+  });
+  if (decision.outcome === 'block') throw new AppError(403, 'access_denied', 'Signing in is not allowed from this network.');
+}
+
 export function createSignInProtection(deps: SignInProtectionDeps): SignInProtection {
   const devices = createDeviceCookies({ masterKey: deps.masterKey, publicUrl: deps.config.publicUrl });
   const prisma = deps.db.prisma;
@@ -48,7 +66,10 @@ export function createSignInProtection(deps: SignInProtectionDeps): SignInProtec
   const flows: EmailFlowDeps = { ...deps, prisma };
 
   return {
-    admit: (ctx, tenant) => limitRequest(limits, tenant, ctx.ip, 'sign_in'),
+    async admit(ctx, tenant) {
+      await enforceNetworkPolicy(deps, ctx, tenant);
+      await limitRequest(limits, tenant, ctx.ip, 'sign_in');
+    },
     guard: (ctx, tenant) =>
       createSignInGuard({ kv: deps.kv, prisma, audit: deps.audit, clock: deps.clock }, tenant, {
         deviceId: devices.read(ctx, tenant),

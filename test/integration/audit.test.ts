@@ -138,7 +138,7 @@ describe('audit trail', () => {
         action: 'auth.sign_in.failed',
         ip: '203.0.113.9\u0000',
         userAgent: 'agent\u0000x',
-        metadata: { email: 'a\u0000b@example.com', ['k\u0000']: 1 },
+        metadata: { email: 'a\u0000b@example.com', 'k\u0000': 1 },
       });
       expect(record.userAgent).toBe('agent\uFFFDx');
       expect(record.metadata).toEqual({ email: 'a\uFFFDb@example.com', 'k\uFFFD': 1 });

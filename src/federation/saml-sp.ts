@@ -19,7 +19,7 @@ import type { UpstreamClaims } from './profile.js';
 import { FederationRejection, type RejectReason, reject } from './rejection.js';
 import { CLOCK_SKEW_MS, createRequestCache, firstUseOfAssertion, REQUEST_TTL_SECONDS } from './saml-cache.js';
 import { checkedXml, MAX_SAML_MESSAGE_BYTES } from './saml-message.js';
-import { childElements, NS, parseXml, textOf } from './xml.js';
+import { childElements, descendantElements, NS, parseXml, textOf } from './xml.js';
 
 /**
  * Our SAML service provider towards one upstream IdP, on @node-saml/node-saml
@@ -187,14 +187,41 @@ async function checkEncryptedAssertions(root: Element, spKey: string | undefined
   if (encrypted.length === 0) return;
   if (encrypted.length > 1) throw reject('multiple_assertions', `${encrypted.length} encrypted assertions`);
   if (!spKey) throw reject('malformed', 'an encrypted assertion, and this connection has no SP key');
+  checkEncryptionAlgorithms(encrypted[0]);
   const plaintext = await new Promise<string>((resolve, fail) => {
-    const options = { key: spKey, disallowDecryptionWithInsecureAlgorithm: true, warnInsecureAlgorithm: false };
+    // The algorithms were checked above: xml-encryption's own list would also refuse AES-CBC, which most IdPs still use.
+    const options = { key: spKey, disallowDecryptionWithInsecureAlgorithm: false, warnInsecureAlgorithm: false };
     decrypt(String(encrypted[0]), options, (error, result) =>
       error ? fail(reject('malformed', `cannot decrypt the assertion: ${error.message}`)) : resolve(result),
     );
   });
   if (Buffer.byteLength(plaintext) > MAX_SAML_MESSAGE_BYTES) throw reject('message_too_large', 'the decrypted assertion');
   checkedXml(plaintext);
+}
+
+/**
+ * Content and key transport algorithms we decrypt: AES (GCM, or CBC, which
+ * Okta, Entra ID and ADFS still default to; the assertion inside must carry
+ * its own valid signature, so a tampered ciphertext never becomes an identity)
+ * and RSA-OAEP. RSA PKCS#1 v1.5 (Bleichenbacher) and 3DES are refused.
+ */
+const ENCRYPTION_ALGORITHMS = new Set([
+  'http://www.w3.org/2009/xmlenc11#aes128-gcm',
+  'http://www.w3.org/2009/xmlenc11#aes256-gcm',
+  'http://www.w3.org/2001/04/xmlenc#aes128-cbc',
+  'http://www.w3.org/2001/04/xmlenc#aes256-cbc',
+  'http://www.w3.org/2001/04/xmlenc#rsa-oaep-mgf1p',
+  'http://www.w3.org/2009/xmlenc11#rsa-oaep',
+]);
+const XMLENC = 'http://www.w3.org/2001/04/xmlenc#';
+
+function checkEncryptionAlgorithms(encryptedAssertion: Element | undefined): void {
+  const methods = encryptedAssertion ? descendantElements(encryptedAssertion, XMLENC, 'EncryptionMethod') : [];
+  if (methods.length === 0) throw reject('malformed', 'the encrypted assertion names no algorithm');
+  for (const method of methods) {
+    const algorithm = method.getAttribute('Algorithm') ?? '';
+    if (!ENCRYPTION_ALGORITHMS.has(algorithm)) throw reject('malformed', `encryption algorithm ${algorithm} is not accepted`);
+  }
 }
 
 // xml2js output of the signed assertion (node-saml parses it with explicitCharkey and prefixes stripped).

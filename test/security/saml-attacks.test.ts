@@ -3,7 +3,7 @@ import { deflateRawSync } from 'node:zlib';
 import { DOMParser, XMLSerializer } from '@xmldom/xmldom';
 import * as oidc from 'openid-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { encrypt } from 'xml-encryption';
+import { type EncryptOptions, encrypt } from 'xml-encryption';
 import { closeAppDeps, createApp, createAppDeps } from '../../src/app.js';
 import { manualClock } from '../../src/clock.js';
 import { apiKeyFor, api as managementApi } from '../helpers/admin.js';
@@ -330,29 +330,42 @@ describe('XML parser attacks', () => {
     await expectRejected(signIn, 'doctype');
   });
 
-  it('refuses a DOCTYPE inside an encrypted assertion (anyone can encrypt to our published certificate)', async () => {
+  /** Encrypts `payload` to the certificate our SP metadata publishes, as anyone can. */
+  async function encryptToUs(payload: string, keyEncryptionAlgorithm: EncryptOptions['keyEncryptionAlgorithm']): Promise<string> {
     const spMetadata = await (await fetch(`${t.url}/t/default/federation/saml/${connectionId}/metadata`)).text();
     const spCert = /use="encryption"[\s\S]*?<ds:X509Certificate>([^<]+)</.exec(spMetadata)?.[1] ?? '';
     const pem = `-----BEGIN CERTIFICATE-----\n${spCert.match(/.{1,64}/g)?.join('\n')}\n-----END CERTIFICATE-----\n`;
+    return new Promise<string>((resolve, fail) => {
+      const options: EncryptOptions = {
+        rsa_pub: pem,
+        pem,
+        encryptionAlgorithm: 'http://www.w3.org/2009/xmlenc11#aes256-gcm',
+        keyEncryptionAlgorithm,
+        disallowEncryptionWithInsecureAlgorithm: false,
+        warnInsecureAlgorithm: false,
+      };
+      encrypt(payload, options, (error, result) => (error ? fail(error) : resolve(result)));
+    });
+  }
+
+  const replaceEncrypted = (encryptedData: string) => (xml: string) =>
+    xml.replace(/(<[^>]*EncryptedAssertion[^>]*>)[\s\S]*(<\/[^>]*EncryptedAssertion>)/, `$1${encryptedData}$2`);
+
+  it('refuses a DOCTYPE inside an encrypted assertion (anyone can encrypt to our published certificate)', async () => {
     const payload = `<!DOCTYPE a [<!ENTITY xxe SYSTEM "file:///etc/passwd">]><saml:Assertion xmlns:saml="${NS.assertion}" ID="_x">&xxe;</saml:Assertion>`;
-    const encryptedData = await new Promise<string>((resolve, fail) => {
-      encrypt(
-        payload,
-        {
-          rsa_pub: pem,
-          pem,
-          encryptionAlgorithm: 'http://www.w3.org/2009/xmlenc11#aes256-gcm',
-          keyEncryptionAlgorithm: 'http://www.w3.org/2001/04/xmlenc#rsa-oaep-mgf1p',
-        },
-        (error, result) => (error ? fail(error) : resolve(result)),
-      );
-    });
-    const signIn = await samlSignIn(t, config, idp, connectionId, attacker, {
-      encrypt: true,
-      tamper: (xml) => xml.replace(/(<[^>]*EncryptedAssertion[^>]*>)[\s\S]*(<\/[^>]*EncryptedAssertion>)/, `$1${encryptedData}$2`),
-    });
+    const encryptedData = await encryptToUs(payload, 'http://www.w3.org/2001/04/xmlenc#rsa-oaep-mgf1p');
+    const signIn = await samlSignIn(t, config, idp, connectionId, attacker, { encrypt: true, tamper: replaceEncrypted(encryptedData) });
     expect(signIn.xml).toContain(encryptedData.slice(0, 60));
     await expectRejected(signIn, 'doctype');
+  });
+
+  it('refuses an assertion whose key is wrapped with RSA PKCS#1 v1.5 (a Bleichenbacher oracle)', async () => {
+    const encryptedData = await encryptToUs(
+      `<saml:Assertion xmlns:saml="${NS.assertion}" ID="_x"/>`,
+      'http://www.w3.org/2001/04/xmlenc#rsa-1_5',
+    );
+    const signIn = await samlSignIn(t, config, idp, connectionId, attacker, { encrypt: true, tamper: replaceEncrypted(encryptedData) });
+    await expectRejected(signIn, 'malformed');
   });
 
   it('stops inflating a deflate bomb sent with the Redirect binding at the size cap', async () => {

@@ -211,7 +211,9 @@ describe.runIf(runs)('hosted pages in Chromium', () => {
       await page.keyboard.type(BOB.password);
       await page.keyboard.press('Enter');
 
-      await page.waitForURL('**/t/default/interaction/**');
+      // The sign-in page already has an interaction URL: wait for the consent page itself, not a URL
+      // that matches before the form post (Argon2) has even finished.
+      await page.getByRole('heading', { name: 'Allow access?' }).waitFor();
       expect(await heading(page)).toBe('Allow access?');
       expect(await page.locator('main').textContent()).toContain('Partner app');
       await screenshot(page, 'consent');

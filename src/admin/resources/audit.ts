@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream';
 import { z } from 'zod';
-import { auditEvents, toCsv, toNdjson } from '../../audit/export.js';
+import { auditEvents, toCsv, toExportedEvent, toNdjson } from '../../audit/export.js';
 import { badRequest } from '../../errors.js';
 import type { Prisma } from '../../store/db.js';
 import { page, paginationQuery, timestamp } from '../http.js';
@@ -81,20 +81,11 @@ export const auditRoutes = [
       const data = rows.slice(0, query.limit);
       const last = data[data.length - 1];
       return {
-        data: data.map((row) => ({
-          seq: row.seq.toString(),
-          occurred_at: row.occurredAt.toISOString(),
-          actor_type: row.actorType,
-          actor_id: row.actorId,
-          action: row.action,
-          resource_type: row.resourceType,
-          resource_id: row.resourceId,
-          ip: row.ip,
-          user_agent: row.userAgent,
-          metadata: row.metadata,
-          prev_hash: row.prevHash,
-          hash: row.hash,
-        })),
+        // The export's shape, less the tenant the caller already named in the path.
+        data: data.map((row) => {
+          const { tenant_id: _tenant, ...event } = toExportedEvent(row);
+          return event;
+        }),
         next_cursor: rows.length > query.limit && last ? cursor.encode(last.seq.toString()) : null,
       };
     },

@@ -56,7 +56,7 @@ export async function createAppDeps(infra: Infrastructure): Promise<AppDeps> {
     vault,
     passwords: createPasswordHasher(),
     tenants: await createTenantDirectory({ prisma: infra.db.prisma, kv: infra.kv }),
-    metrics: createMetrics(),
+    metrics: createMetrics({ statements: infra.db.statements, operations: infra.kv.operations }),
     oidc: await createOidcRegistry({ ...infra, audit, vault, endSessionLogout: createEndSessionLogoutHook(infra) }),
     mailer: createMailer({ config: infra.config, logger: infra.logger }),
   };

@@ -6,10 +6,33 @@ export interface Metrics {
   httpDuration: Histogram<'method' | 'route'>;
 }
 
+/** Running totals the stores keep themselves (store/db.ts, store/kv.ts). */
+export interface StoreTotals {
+  statements(): number;
+  operations(): number;
+}
+
+/** A counter whose value is read from `total` at each scrape. */
+function mirroredCounter(registry: Registry, name: string, help: string, total: () => number): void {
+  new Counter({
+    name,
+    help,
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(total());
+    },
+  });
+}
+
 /** One registry per app instance, so tests can build several apps in one process. */
-export function createMetrics(): Metrics {
+export function createMetrics(stores?: StoreTotals): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
+  if (stores) {
+    mirroredCounter(registry, 'idp_db_statements_total', 'SQL statements sent to the database', stores.statements);
+    mirroredCounter(registry, 'idp_kv_operations_total', 'Operations sent to the KvStore (Redis round trips)', stores.operations);
+  }
   return {
     registry,
     httpRequests: new Counter({

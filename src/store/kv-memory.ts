@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { type Clock, systemClock } from '../clock.js';
-import type { Counter, KvStore } from './kv.js';
+import { type Counter, type KvStore, withOperationCount } from './kv.js';
 
 interface Entry {
   value: string;
@@ -35,7 +35,7 @@ export function createMemoryKv(clock: Clock = systemClock): KvStore {
   }, SWEEP_INTERVAL_MS);
   sweep.unref();
 
-  return {
+  return withOperationCount({
     kind: 'memory',
     async get(key) {
       ensureOpen();
@@ -89,5 +89,5 @@ export function createMemoryKv(clock: Clock = systemClock): KvStore {
       entries.clear();
       bus.removeAllListeners();
     },
-  };
+  });
 }

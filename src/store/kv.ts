@@ -21,6 +21,22 @@ export interface KvStore {
   subscribe(channel: string, handler: (message: string) => void): Promise<() => Promise<void>>;
   ping(): Promise<void>;
   close(): Promise<void>;
+  /** Operations sent so far (one round trip each on Redis): the `idp_kv_operations_total` metric, and the tests' measure of a request's cost. */
+  operations(): number;
+}
+
+/** Counts every call of `store`'s operations; the implementations' one way to provide `operations()`. */
+export function withOperationCount(store: Omit<KvStore, 'operations'>): KvStore {
+  let count = 0;
+  const counted = { ...store } as Record<string, unknown>;
+  for (const [name, value] of Object.entries(store)) {
+    if (typeof value !== 'function' || name === 'close') continue;
+    counted[name] = (...args: unknown[]) => {
+      count += 1;
+      return (value as (...a: unknown[]) => unknown).apply(store, args);
+    };
+  }
+  return { ...(counted as unknown as Omit<KvStore, 'operations'>), operations: () => count };
 }
 
 export interface Counter {

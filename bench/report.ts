@@ -250,13 +250,17 @@ export function notesOf(data: RunData): string[] {
   return notes;
 }
 
-/** Said in so many words when other work competed for the cores: such figures are not the server's. */
+/**
+ * Said in so many words when other work competed for the cores: such figures
+ * are not the server's. Judged by the load before the run; the load at its end
+ * is mostly the benchmark's own.
+ */
 export function busyWarning(machine: RunData['machine']): string[] {
-  const busiest = Math.max(machine.loadAverage.start[0] ?? 0, machine.loadAverage.end[0] ?? 0);
-  if (busiest <= machine.cores) return [];
+  const before = machine.loadAverage.start[0] ?? 0;
+  if (before <= machine.cores / 2) return [];
   return [
     '',
-    `**The machine was busy** (load average up to ${busiest.toFixed(1)} on ${machine.cores} cores, mostly other work): every figure here is depressed and noisy. The CPU ms/req column and the ratios are the most comparable parts; re-run on a quiet machine for figures to publish.`,
+    `**The machine was busy** (load average ${before.toFixed(1)} on ${machine.cores} cores before the run): every figure here is depressed and noisy. The CPU ms/req column and the ratios are the most comparable parts; re-run on a quiet machine for figures to publish.`,
   ];
 }
 

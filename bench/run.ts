@@ -185,8 +185,13 @@ async function main(): Promise<void> {
   data.machine.loadAverage.end = loadavg();
   const rows = rowsOf(data);
   process.stdout.write(`\n${textTable(rows)}\n${busyWarning(data.machine).join('\n')}\n\n`);
-  const written = await writeResults(data, rows);
-  log(`wrote ${written.json} and ${written.markdown}`);
+  if (options.only || options.profile) {
+    // A partial or profiled run is for investigating: the published results come from whole runs only.
+    log('partial or profiled run: results not written');
+  } else {
+    const written = await writeResults(data, rows);
+    log(`wrote ${written.json} and ${written.markdown}`);
+  }
   if (options.profile) {
     const profiles = (await readdir(PROFILE_DIR)).filter((f) => f.endsWith('.cpuprofile'));
     log(`CPU profiles: ${profiles.map((f) => `bench/results/${f}`).join(', ')}`);

@@ -17,7 +17,12 @@ export interface NodeChild {
 
 /** `node [nodeArgs] --import tsx <script> [args]` from the repository root, stdout and stderr captured. */
 export function spawnTs(script: string, options: { args?: string[]; env?: NodeJS.ProcessEnv; nodeArgs?: string[] } = {}): NodeChild {
-  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), '--import', 'tsx', script, ...(options.args ?? [])], {
+  return spawnNode(script, { ...options, nodeArgs: [...(options.nodeArgs ?? []), '--import', 'tsx'] });
+}
+
+/** `node [nodeArgs] <script> [args]` from the repository root, stdout and stderr captured. */
+export function spawnNode(script: string, options: { args?: string[]; env?: NodeJS.ProcessEnv; nodeArgs?: string[] } = {}): NodeChild {
+  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), script, ...(options.args ?? [])], {
     cwd: ROOT,
     env: options.env ?? process.env,
     stdio: ['ignore', 'pipe', 'pipe'],

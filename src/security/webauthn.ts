@@ -1,11 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import {
-  type AuthenticationResponseJSON,
-  generateAuthenticationOptions,
-  generateRegistrationOptions,
-  type PublicKeyCredentialCreationOptionsJSON,
-  type PublicKeyCredentialRequestOptionsJSON,
-  type RegistrationResponseJSON,
+import type {
+  AuthenticationResponseJSON,
+  PublicKeyCredentialCreationOptionsJSON,
+  PublicKeyCredentialRequestOptionsJSON,
+  RegistrationResponseJSON,
   verifyAuthenticationResponse,
   verifyRegistrationResponse,
 } from '@simplewebauthn/server';
@@ -14,6 +12,9 @@ import type { Clock } from '../clock.js';
 import type { PrismaClient } from '../store/db.js';
 import type { MfaFactor } from '../store/generated/client.js';
 import type { KvStore } from '../store/index.js';
+
+// Loaded on the first passkey ceremony: ~70 modules (and ASN.1 parsers) most processes never use.
+const simpleWebAuthn = () => import('@simplewebauthn/server');
 
 /**
  * Passkeys (WebAuthn) through @simplewebauthn/server: registration and
@@ -77,7 +78,7 @@ export async function startRegistration(
   uid: string,
 ): Promise<PublicKeyCredentialCreationOptionsJSON> {
   const existing = await webauthnFactorsOf(deps.prisma, tenant.id, user.id);
-  const options = await generateRegistrationOptions({
+  const options = await (await simpleWebAuthn()).generateRegistrationOptions({
     rpName: tenant.displayName,
     rpID: relyingParty(deps.publicUrl).rpID,
     userName: user.email,
@@ -151,7 +152,7 @@ export async function finishRegistration(
   const rp = relyingParty(deps.publicUrl);
   let verified: Awaited<ReturnType<typeof verifyRegistrationResponse>>;
   try {
-    verified = await verifyRegistrationResponse({
+    verified = await (await simpleWebAuthn()).verifyRegistrationResponse({
       response: response as RegistrationResponseJSON,
       expectedChallenge: stored.challenge,
       expectedOrigin: rp.origin,
@@ -202,7 +203,7 @@ export async function startAuthentication(
   userId?: string,
 ): Promise<PublicKeyCredentialRequestOptionsJSON> {
   const allow = userId ? await webauthnFactorsOf(deps.prisma, tenantId, userId) : [];
-  const options = await generateAuthenticationOptions({
+  const options = await (await simpleWebAuthn()).generateAuthenticationOptions({
     rpID: relyingParty(deps.publicUrl).rpID,
     timeout: TIMEOUT_MS,
     allowCredentials: allow.flatMap((f) => (f.credentialId ? [{ id: f.credentialId, transports: f.transports }] : [])),
@@ -238,7 +239,7 @@ export async function finishAuthentication(
   const rp = relyingParty(deps.publicUrl);
   let verified: Awaited<ReturnType<typeof verifyAuthenticationResponse>>;
   try {
-    verified = await verifyAuthenticationResponse({
+    verified = await (await simpleWebAuthn()).verifyAuthenticationResponse({
       response: response as AuthenticationResponseJSON,
       expectedChallenge: stored.challenge,
       expectedOrigin: rp.origin,

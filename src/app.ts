@@ -20,7 +20,7 @@ import { createOidcRegistry, type OidcRegistry } from './oidc/registry.js';
 import { createEndSessionLogoutHook } from './saml-idp/end-session.js';
 import { isSamlIdpPath, samlIdpRoutes } from './saml-idp/routes.js';
 import { limitRequest } from './security/abuse.js';
-import { serviceAccountTokenGuard } from './security/client-ip-allowlist.js';
+import { createServiceAccountTokenGuard, type ServiceAccountTokenGuard } from './security/client-ip-allowlist.js';
 import { securityHeaders } from './security/headers.js';
 import type { Database, KvStore } from './store/index.js';
 import { requireTenant, tenantEdge } from './tenants/edge.js';
@@ -45,6 +45,7 @@ export interface AppDeps extends Infrastructure {
   metrics: Metrics;
   oidc: OidcRegistry;
   mailer: Mailer;
+  serviceAccountGuard: ServiceAccountTokenGuard;
 }
 
 export async function createAppDeps(infra: Infrastructure): Promise<AppDeps> {
@@ -59,6 +60,7 @@ export async function createAppDeps(infra: Infrastructure): Promise<AppDeps> {
     metrics: createMetrics({ statements: infra.db.statements, operations: infra.kv.operations }),
     oidc: await createOidcRegistry({ ...infra, audit, vault, endSessionLogout: createEndSessionLogoutHook(infra) }),
     mailer: createMailer({ config: infra.config, logger: infra.logger }),
+    serviceAccountGuard: await createServiceAccountTokenGuard({ prisma: infra.db.prisma, audit, kv: infra.kv }),
   };
 }
 
@@ -66,6 +68,7 @@ export async function createAppDeps(infra: Infrastructure): Promise<AppDeps> {
 export async function closeAppDeps(deps: AppDeps): Promise<void> {
   await deps.oidc.close();
   await deps.tenants.close();
+  await deps.serviceAccountGuard.close();
   // Mail work queued after responses still needs the stores: it finishes before they close.
   await deps.mailer.close();
 }
@@ -75,7 +78,7 @@ function tenantRoutes(deps: AppDeps): Middleware {
   const oidc = oidcRoutes({
     registry: deps.oidc,
     publicUrl: deps.config.publicUrl,
-    tokenGuard: serviceAccountTokenGuard({ prisma: deps.db.prisma, audit: deps.audit }),
+    tokenGuard: deps.serviceAccountGuard.guard,
     limitTokenRequests: (ctx, tenant) => limitRequest(deps, tenant, ctx.ip, 'token'),
   });
   const selfService = selfServiceRoutes(deps);

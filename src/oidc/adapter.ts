@@ -50,6 +50,8 @@ export function createAdapterClass(deps: AdapterDeps) {
 
     async find(id: string) {
       if (JWT_MODELS.has(this.name) && isJwtLike(id)) return findJwtAccessToken(deps, this.name, id);
+      // Introspection and revocation also look a presented token up as a RefreshToken: a handle never is one.
+      if (id.startsWith(JWT_HANDLE_PREFIX)) return undefined;
       const payload = await this.store.find(id);
       return payload && { ...payload, jti: id };
     }

@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import { parse as parseQuery } from 'node:querystring';
 import type { Context, Middleware } from 'koa';
 import { badRequest } from '../errors.js';
@@ -47,7 +46,8 @@ async function swapJwtForHandle(ctx: Context, request: OidcRequestContext): Prom
   const body = await readFormBody(ctx);
   const token = body.token;
   if (typeof token === 'string' && token.split('.').length === 3) {
-    const handle = `${JWT_HANDLE_PREFIX}${randomBytes(16).toString('base64url')}`;
+    // Handles resolve only in this request's own map, so one fixed name suffices: no random bytes per request.
+    const handle = `${JWT_HANDLE_PREFIX}token`;
     request.jwtHandles.set(handle, token);
     body.token = handle;
   }

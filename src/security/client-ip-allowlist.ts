@@ -1,8 +1,10 @@
 import { decodeJwt } from 'jose';
+import { LRUCache } from 'lru-cache';
 import type { AuditLog } from '../audit/audit.js';
 import { AppError } from '../errors.js';
 import type { PrismaClient } from '../store/db.js';
-import type { TenantContext } from '../tenants/tenants.js';
+import type { KvStore } from '../store/index.js';
+import { onTenantChange, type TenantContext } from '../tenants/tenants.js';
 import { ipInAny } from './ip.js';
 
 export interface TokenRequest {
@@ -56,31 +58,96 @@ function candidateClientIds(request: TokenRequest): string[] {
   );
 }
 
+/** What the guard needs of the service account holding a client id. */
+interface GuardedAccount {
+  id: string;
+  clientId: string;
+  disabled: boolean;
+  allowedIps: string[];
+}
+
+/** (tenant, client id) answers a node keeps; unknown ids are answers too, so this bounds what made-up ids can fill. */
+const ACCOUNT_CACHE_MAX = 10_000;
+/**
+ * Every writer of a service account's client id, allowlist or disabled flag
+ * (management API, CLI) publishes a tenant change, which drops the tenant's
+ * answers on every node; the TTL only bounds staleness should such a message
+ * be lost.
+ */
+const ACCOUNT_CACHE_TTL_MS = 60_000;
+
+export interface ServiceAccountTokenGuard {
+  guard: TokenGuard;
+  /** Stops listening for tenant changes. */
+  close(): Promise<void>;
+}
+
 /**
  * A service account's IP allowlist, enforced at the token endpoint: its client
  * gets no token from an address outside the allowlist, and none while the
  * service account is disabled.
+ *
+ * Whether a client id belongs to a service account is cached per node (most
+ * token requests come from clients that are not one, so "none" is cached too):
+ * without it, every token request costs a PostgreSQL round trip.
  */
-export function serviceAccountTokenGuard({ prisma, audit }: { prisma: PrismaClient; audit: AuditLog }): TokenGuard {
-  return async function guardServiceAccountTokens(request) {
-    const clientIds = candidateClientIds(request);
-    if (clientIds.length === 0) return;
-    const accounts = await prisma.serviceAccount.findMany({
-      where: { tenantId: request.tenant.id, clientId: { in: clientIds } },
-      select: { id: true, clientId: true, disabled: true, allowedIps: true },
-    });
-    for (const account of accounts) {
-      const outside = account.allowedIps.length > 0 && !ipInAny(request.ip, account.allowedIps);
-      if (!account.disabled && !outside) continue;
-      await audit.append(request.tenant.id, {
-        actor: { type: 'client', id: account.clientId },
-        action: 'service_account.token_refused',
-        resource: { type: 'service_account', id: account.id },
-        ip: request.ip,
-        userAgent: request.userAgent,
-        metadata: { reason: account.disabled ? 'disabled' : 'ip_not_allowed' },
+export async function createServiceAccountTokenGuard({
+  prisma,
+  audit,
+  kv,
+}: {
+  prisma: PrismaClient;
+  audit: AuditLog;
+  kv: KvStore;
+}): Promise<ServiceAccountTokenGuard> {
+  const cache = new LRUCache<string, Promise<GuardedAccount | null>>({ max: ACCOUNT_CACHE_MAX, ttl: ACCOUNT_CACHE_TTL_MS });
+  // Tenant ids are UUIDs: the prefix cannot run into the client id.
+  const keyOf = (tenantId: string, clientId: string) => `${tenantId}:${clientId}`;
+  const unsubscribe = await onTenantChange(kv, (change) => {
+    // A lookup in flight is dropped with the rest, so an answer read before the change is never kept after it.
+    for (const key of [...cache.keys()]) if (key.startsWith(`${change.tenantId}:`)) cache.delete(key);
+  });
+
+  function accountHolding(tenantId: string, clientId: string): Promise<GuardedAccount | null> {
+    const key = keyOf(tenantId, clientId);
+    let found = cache.get(key);
+    if (!found) {
+      const loading = prisma.serviceAccount.findFirst({
+        where: { tenantId, clientId },
+        select: { id: true, clientId: true, disabled: true, allowedIps: true },
+      }) as Promise<GuardedAccount | null>;
+      found = loading;
+      cache.set(key, loading);
+      // A failed lookup (database down) must not stay cached.
+      loading.catch(() => {
+        if (cache.get(key) === loading) cache.delete(key);
       });
-      throw refused(account.disabled ? 'the client is disabled' : 'the client may not request tokens from this address');
     }
+    return found;
+  }
+
+  async function refuse(request: TokenRequest, account: GuardedAccount): Promise<never> {
+    await audit.append(request.tenant.id, {
+      actor: { type: 'client', id: account.clientId },
+      action: 'service_account.token_refused',
+      resource: { type: 'service_account', id: account.id },
+      ip: request.ip,
+      userAgent: request.userAgent,
+      metadata: { reason: account.disabled ? 'disabled' : 'ip_not_allowed' },
+    });
+    throw refused(account.disabled ? 'the client is disabled' : 'the client may not request tokens from this address');
+  }
+
+  return {
+    async guard(request) {
+      const clientIds = candidateClientIds(request);
+      const accounts = await Promise.all(clientIds.map((clientId) => accountHolding(request.tenant.id, clientId)));
+      for (const account of accounts) {
+        if (!account) continue;
+        const outside = account.allowedIps.length > 0 && !ipInAny(request.ip, account.allowedIps);
+        if (account.disabled || outside) await refuse(request, account);
+      }
+    },
+    close: unsubscribe,
   };
 }

@@ -197,7 +197,8 @@ function durableStore({ prisma, clock, tenantId }: AdapterDeps, model: string): 
       });
     },
     async find(id) {
-      // oidc-provider reads the same Grant or Session more than once per request: once is enough.
+      // Read once per request: a refresh token's read has brought its Grant along, and oidc-provider and
+      // loadExistingGrant may ask for a Grant or Session again.
       const read = readThisRequest();
       let found = read?.get(readKey(model, id));
       if (!found) {

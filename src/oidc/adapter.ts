@@ -127,13 +127,63 @@ interface ModelStore {
 
 const alreadyConsumed = () => new errors.InvalidGrant('grant request is invalid');
 
+interface PayloadRow {
+  payload: unknown;
+  consumedAt: Date | null;
+}
+
+const toPayload = (row: PayloadRow): AdapterPayload => ({
+  ...(row.payload as AdapterPayload),
+  ...(row.consumedAt ? { consumed: Math.floor(row.consumedAt.getTime() / 1000) } : {}),
+});
+
+/** The durable records this request read, or nothing outside a provider request. */
+function readThisRequest() {
+  return oidcRequestContext.getStore()?.payloads;
+}
+
+const readKey = (model: string, id: string) => `${model}:${id}`;
+
 function durableStore({ prisma, clock, tenantId }: AdapterDeps, model: string): ModelStore {
   const key = (id: string) => ({ tenantId_model_id: { tenantId, model, id: storedId(id) } });
   const live = () => ({ OR: [{ expiresAt: null }, { expiresAt: { gt: new Date(clock.now()) } }] });
-  const toPayload = (row: { payload: unknown; consumedAt: Date | null }): AdapterPayload => ({
-    ...(row.payload as AdapterPayload),
-    ...(row.consumedAt ? { consumed: Math.floor(row.consumedAt.getTime() / 1000) } : {}),
-  });
+  const findRow = async (id: string) => {
+    const row = await prisma.oidcPayload.findFirst({ where: { tenantId, model, id: storedId(id), ...live() } });
+    return row ? toPayload(row) : undefined;
+  };
+  /**
+   * A refresh token and its Grant in one statement: redeeming one always reads
+   * both, one after the other. The Grant is left for this request's Grant.find;
+   * its row is named by the hash of the token's grantId, computed as storedId does.
+   */
+  const findRefreshTokenWithGrant = async (id: string) => {
+    const now = new Date(clock.now());
+    const [row] = await prisma.$queryRaw<(PayloadRow & { grantId: string | null; grant: unknown; grantConsumedAt: Date | null })[]>`
+      SELECT t.payload, t."consumedAt", t."grantId", g.payload AS "grant", g."consumedAt" AS "grantConsumedAt"
+      FROM "OidcPayload" t
+      LEFT JOIN "OidcPayload" g ON g."tenantId" = t."tenantId" AND g.model = 'Grant'
+        AND g.id = translate(encode(sha256(convert_to(t."grantId", 'UTF8')), 'base64'), '+/=', '-_')
+        AND (g."expiresAt" IS NULL OR g."expiresAt" > ${now})
+      WHERE t."tenantId" = ${tenantId}::uuid AND t.model = 'RefreshToken' AND t.id = ${storedId(id)}
+        AND (t."expiresAt" IS NULL OR t."expiresAt" > ${now})`;
+    if (!row) return undefined;
+    if (row.grantId && row.grant) {
+      readThisRequest()?.set(
+        readKey('Grant', row.grantId),
+        Promise.resolve(toPayload({ payload: row.grant, consumedAt: row.grantConsumedAt })),
+      );
+    }
+    return toPayload(row);
+  };
+  /** Runs a write of record `id`, which this request must then read afresh. */
+  const writing = async (id: string, write: () => Promise<void>) => {
+    readThisRequest()?.delete(readKey(model, id));
+    try {
+      await write();
+    } finally {
+      readThisRequest()?.delete(readKey(model, id));
+    }
+  };
   // Session lookups by uid need the original id back: the payload keeps it only for sessions, whose id is not a bearer token on its own.
   return {
     async upsert(id, payload, expiresIn) {
@@ -144,11 +194,22 @@ function durableStore({ prisma, clock, tenantId }: AdapterDeps, model: string): 
         userCode: payload.userCode ?? null,
         expiresAt: expiresIn ? new Date(clock.now() + expiresIn * 1000) : null,
       };
-      await prisma.oidcPayload.upsert({ where: key(id), create: { tenantId, model, id: storedId(id), ...data }, update: data });
+      await writing(id, async () => {
+        await prisma.oidcPayload.upsert({ where: key(id), create: { tenantId, model, id: storedId(id), ...data }, update: data });
+      });
     },
     async find(id) {
-      const row = await prisma.oidcPayload.findFirst({ where: { tenantId, model, id: storedId(id), ...live() } });
-      return row ? toPayload(row) : undefined;
+      // Read once per request: a refresh token's read has brought its Grant along, and oidc-provider and
+      // loadExistingGrant may ask for a Grant or Session again.
+      const read = readThisRequest();
+      let found = read?.get(readKey(model, id));
+      if (!found) {
+        found = model === 'RefreshToken' ? findRefreshTokenWithGrant(id) : findRow(id);
+        read?.set(readKey(model, id), found);
+      }
+      const payload = await found;
+      // A copy: oidc-provider changes the objects it is given (Grant#clean), and the next read must not see that.
+      return payload && structuredClone(payload);
     },
     async findByUid(uid) {
       const row = await prisma.oidcPayload.findFirst({ where: { tenantId, model, uid, ...live() } });
@@ -159,18 +220,28 @@ function durableStore({ prisma, clock, tenantId }: AdapterDeps, model: string): 
       return undefined;
     },
     async destroy(id) {
-      await prisma.oidcPayload.deleteMany({ where: { tenantId, model, id: storedId(id) } });
+      await writing(id, async () => {
+        await prisma.oidcPayload.deleteMany({ where: { tenantId, model, id: storedId(id) } });
+      });
     },
     async consume(id) {
-      // One conditional update: of concurrent redemptions exactly one changes the row.
-      const { count } = await prisma.oidcPayload.updateMany({
-        where: { tenantId, model, id: storedId(id), consumedAt: null },
-        data: { consumedAt: new Date(clock.now()) },
+      await writing(id, async () => {
+        // One conditional update: of concurrent redemptions exactly one changes the row.
+        const { count } = await prisma.oidcPayload.updateMany({
+          where: { tenantId, model, id: storedId(id), consumedAt: null },
+          data: { consumedAt: new Date(clock.now()) },
+        });
+        if (count !== 1) throw alreadyConsumed();
       });
-      if (count !== 1) throw alreadyConsumed();
     },
     async revokeByGrantId(grantId) {
-      await prisma.oidcPayload.deleteMany({ where: { tenantId, grantId } });
+      // Whatever this request read may belong to the grant.
+      readThisRequest()?.clear();
+      try {
+        await prisma.oidcPayload.deleteMany({ where: { tenantId, grantId } });
+      } finally {
+        readThisRequest()?.clear();
+      }
     },
   };
 }
@@ -186,7 +257,7 @@ function kvStore({ kv, tenantId }: AdapterDeps, model: string): ModelStore {
       if (payload.uid) await kv.set(uidKey(payload.uid), id, ttl);
     },
     async find(id) {
-      const [raw, consumed] = await Promise.all([kv.get(key(id)), kv.get(consumedKey(id))]);
+      const [raw, consumed] = await kv.getMany([key(id), consumedKey(id)]);
       if (!raw) return undefined;
       const payload = JSON.parse(raw) as AdapterPayload;
       return consumed ? { ...payload, consumed: Number(consumed) } : payload;

@@ -5,7 +5,7 @@ import type { TokenGuard } from '../security/client-ip-allowlist.js';
 import { requireTenant } from '../tenants/edge.js';
 import type { TenantContext } from '../tenants/tenants.js';
 import type { OidcRegistry } from './registry.js';
-import { JWT_HANDLE_PREFIX, type OidcRequestContext, oidcRequestContext } from './request-context.js';
+import { JWT_HANDLE_PREFIX, newOidcRequestContext, type OidcRequestContext, oidcRequestContext } from './request-context.js';
 
 /**
  * The authorization endpoint may answer with oidc-provider's own auto-submitting
@@ -103,7 +103,7 @@ export function oidcRoutes({
       return;
     }
     if (subpath === '/auth' || subpath.startsWith('/auth/')) ctx.set('Content-Security-Policy', AUTHORIZATION_CSP);
-    const request: OidcRequestContext = { route: 'other', jwtHandles: new Map() };
+    const request = newOidcRequestContext();
     if (ctx.method === 'POST' && (subpath === '/token/introspection' || subpath === '/token/revocation')) {
       request.route = subpath === '/token/introspection' ? 'introspection' : 'revocation';
       await swapJwtForHandle(ctx, request);

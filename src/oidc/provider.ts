@@ -11,7 +11,7 @@ import { renderErrorPage, renderLogoutPage, renderLogoutSuccess } from '../inter
 import { ACR } from '../interaction/routes.js';
 import type { TenantContext } from '../tenants/tenants.js';
 import { type AccessTokenVerifier, createAccessTokenVerifier, GRANT_CLAIM } from './access-tokens.js';
-import { CLAIMS, findAccountFor, loadAccount } from './accounts.js';
+import { CLAIMS, findAccountFor, requestAccount } from './accounts.js';
 import { createAdapterClass, denylistKey } from './adapter.js';
 import { auditProviderEvents } from './audit-events.js';
 import { ensureKeys, loadTenantKeys, SIGNING_ALGS, type SigningAlg } from './keys.js';
@@ -176,7 +176,7 @@ export async function createTenantProvider(deps: OidcDeps, tenant: TenantContext
       const accessToken = token as unknown as { grantId?: string; accountId?: string; scope?: string };
       if (accessToken.grantId) claims[GRANT_CLAIM] = accessToken.grantId;
       if (accessToken.accountId && accessToken.scope?.split(' ').includes('roles')) {
-        const account = await loadAccount(prisma, tenant.id, accessToken.accountId);
+        const account = await requestAccount(prisma, tenant.id, accessToken.accountId);
         if (account) Object.assign(claims, { roles: account.roles, permissions: account.permissions });
       }
       return claims;

@@ -7,6 +7,8 @@
 export interface KvStore {
   readonly kind: 'redis' | 'memory';
   get(key: string): Promise<string | null>;
+  /** The values of `keys`, in their order (null where absent): one round trip where several GETs would be as many. */
+  getMany(keys: string[]): Promise<(string | null)[]>;
   /** Stores `value`, expiring after `ttlSeconds` when given. */
   set(key: string, value: string, ttlSeconds?: number): Promise<void>;
   /** Stores `value` only if `key` is absent; true when this call stored it (replay caches, single use). */

@@ -26,6 +26,17 @@ function kvContract(name: string, open: () => Promise<{ kv: KvStore; close(): Pr
       await kv.del();
     });
 
+    it('getMany reads several keys at once, in order, null where absent', async () => {
+      await kv.set('many:a', 'one', 60);
+      await kv.set('many:c', 'three');
+      expect(await kv.getMany(['many:a', 'many:b', 'many:c'])).toEqual(['one', null, 'three']);
+      expect(await kv.getMany([])).toEqual([]);
+      // One round trip, like one get: what makes it worth having.
+      const before = kv.operations();
+      await kv.getMany(['many:a', 'many:c']);
+      expect(kv.operations() - before).toBe(1);
+    });
+
     it('keeps unicode and large values intact', async () => {
       const value = `ünïcødé 🔐 ${'x'.repeat(100_000)}`;
       await kv.set('big', value, 60);
@@ -100,6 +111,7 @@ describe('memory KvStore expiry follows the injected clock', () => {
     expect(await kv.get('short')).toBe('v');
     clock.advance(1);
     expect(await kv.get('short')).toBeNull();
+    expect(await kv.getMany(['short'])).toEqual([null]);
     expect((await kv.increment('window', 10)).count).toBe(1);
     expect(await kv.setIfAbsent('short', 'again', 10)).toBe(true);
     await kv.close();

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AccessTokenVerifier } from '../../src/oidc/access-tokens.js';
 import { createAdapterClass } from '../../src/oidc/adapter.js';
+import { newOidcRequestContext, oidcRequestContext } from '../../src/oidc/request-context.js';
 import { createTestApp, type TestApp } from '../helpers/app.js';
 
 const noJwts: AccessTokenVerifier = { payloadOf: async () => undefined };
@@ -68,5 +69,68 @@ describe('oidc-provider adapter', () => {
 
   it('refuses writes to clients, which are managed elsewhere', async () => {
     await expect(new Adapter('Client').upsert('x', {}, 60)).rejects.toThrow(/managed/);
+  });
+
+  describe('within one provider request', () => {
+    /** Runs `work` as the adapter's calls during one request that oidc-provider serves. */
+    const inRequest = <T>(work: () => Promise<T>) => oidcRequestContext.run(newOidcRequestContext(), work);
+    const statementsOf = async (work: () => Promise<unknown>) => {
+      const before = t.deps.db.statements();
+      await work();
+      return t.deps.db.statements() - before;
+    };
+    const grantPayload = (scope: string) => ({ kind: 'Grant', accountId: 'a', clientId: 'c', openid: { scope } });
+
+    it('reads a Grant once, and afresh after this request writes or deletes it', async () => {
+      const grants = new Adapter('Grant');
+      await grants.upsert('g-memo', grantPayload('openid'), 60);
+      await inRequest(async () => {
+        expect(await statementsOf(() => grants.find('g-memo'))).toBe(1);
+        const first = await grants.find('g-memo');
+        // What oidc-provider does to a Grant it was given (Grant#clean) must not reach the next read.
+        (first as { openid: { scope: string } }).openid.scope = 'changed by the caller';
+        expect(await statementsOf(() => grants.find('g-memo'))).toBe(0);
+        expect(await grants.find('g-memo')).toMatchObject({ openid: { scope: 'openid' } });
+        await grants.upsert('g-memo', grantPayload('openid email'), 60);
+        expect(await grants.find('g-memo')).toMatchObject({ openid: { scope: 'openid email' } });
+        await grants.destroy('g-memo');
+        expect(await grants.find('g-memo')).toBeUndefined();
+      });
+    });
+
+    it('reads a refresh token and its Grant in one statement, and sees the token consumed once it is', async () => {
+      const tokens = new Adapter('RefreshToken');
+      const grants = new Adapter('Grant');
+      await grants.upsert('g-with-token', grantPayload('openid offline_access'), 60);
+      await tokens.upsert('rt-with-grant', { kind: 'RefreshToken', grantId: 'g-with-token' }, 60);
+      await inRequest(async () => {
+        expect(await statementsOf(() => tokens.find('rt-with-grant'))).toBe(1);
+        expect(await statementsOf(() => grants.find('g-with-token'))).toBe(0);
+        expect(await grants.find('g-with-token')).toMatchObject({ jti: 'g-with-token', openid: { scope: 'openid offline_access' } });
+        await tokens.consume('rt-with-grant');
+        expect((await tokens.find('rt-with-grant'))?.consumed).toBeTypeOf('number');
+        await expect(tokens.consume('rt-with-grant')).rejects.toMatchObject({ error: 'invalid_grant' });
+      });
+    });
+
+    it('forgets what it read when a grant is revoked', async () => {
+      const tokens = new Adapter('RefreshToken');
+      await new Adapter('Grant').upsert('g-revoked', grantPayload('openid'), 60);
+      await tokens.upsert('rt-revoked', { kind: 'RefreshToken', grantId: 'g-revoked' }, 60);
+      await inRequest(async () => {
+        expect(await tokens.find('rt-revoked')).toBeDefined();
+        await tokens.revokeByGrantId('g-revoked');
+        expect(await tokens.find('rt-revoked')).toBeUndefined();
+      });
+    });
+
+    it('carries nothing over to the next request', async () => {
+      const grants = new Adapter('Grant');
+      await grants.upsert('g-next', grantPayload('openid'), 60);
+      await inRequest(() => grants.find('g-next'));
+      // Changed meanwhile by another request or node.
+      await grants.upsert('g-next', grantPayload('openid profile'), 60);
+      expect(await inRequest(() => grants.find('g-next'))).toMatchObject({ openid: { scope: 'openid profile' } });
+    });
   });
 });

@@ -245,6 +245,28 @@ describe('OIDC tokens through the code flow', () => {
       expect(await storedRefreshToken(refreshToken)).toBeNull();
     });
 
+    it('carry the roles the user holds now: each rotation reads the account afresh', async () => {
+      const { tokens } = await again();
+      const role = await t.deps.db.prisma.role.create({ data: { tenantId, name: 'auditor', permissions: ['audit.read'] } });
+      await t.deps.db.prisma.roleAssignment.create({ data: { tenantId, roleId: role.id, userId: adminId } });
+      const granted = await oidc.refreshTokenGrant(webConfig, tokens.refresh_token ?? '');
+      expect(decodeJwt(granted.access_token)).toMatchObject({
+        roles: ['auditor', 'owner'],
+        permissions: expect.arrayContaining(['audit.read']),
+      });
+      await t.deps.db.prisma.role.delete({ where: { id: role.id } });
+      const withdrawn = await oidc.refreshTokenGrant(webConfig, granted.refresh_token ?? '');
+      expect(decodeJwt(withdrawn.access_token).roles).toEqual(['owner']);
+    });
+
+    it('stop working once their grant is gone, though the grant is read along with the token', async () => {
+      const { tokens } = await again();
+      const grantId = (await storedRefreshToken(tokens.refresh_token ?? ''))?.grantId ?? '';
+      // As another node's revocation would leave it: the Grant deleted, the refresh token not (yet).
+      await t.deps.db.prisma.oidcPayload.deleteMany({ where: { tenantId, model: 'Grant', id: sha256(grantId) } });
+      await expect(oidc.refreshTokenGrant(webConfig, tokens.refresh_token ?? '')).rejects.toMatchObject({ error: 'invalid_grant' });
+    });
+
     it('let exactly one of 20 concurrent refreshes of one token succeed', async () => {
       const { tokens } = await again();
       const body = { grant_type: 'refresh_token', refresh_token: tokens.refresh_token ?? '' };

@@ -57,8 +57,8 @@ describe('store round trips per request', () => {
       refreshToken = tokens.refresh_token ?? '';
     });
     expect(refreshToken).not.toBe('');
-    expect(signin).toEqual({ statements: 52, kvOperations: 35 });
+    expect(signin).toEqual({ statements: 47, kvOperations: 25 });
     const refresh = await storeCost(t, () => oidc.refreshTokenGrant(webConfig, refreshToken));
-    expect(refresh).toEqual({ statements: 13, kvOperations: 1 });
+    expect(refresh).toEqual({ statements: 9, kvOperations: 1 });
   });
 });

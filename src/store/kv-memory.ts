@@ -41,6 +41,10 @@ export function createMemoryKv(clock: Clock = systemClock): KvStore {
       ensureOpen();
       return live(key)?.value ?? null;
     },
+    async getMany(keys) {
+      ensureOpen();
+      return keys.map((key) => live(key)?.value ?? null);
+    },
     async set(key, value, ttlSeconds) {
       ensureOpen();
       entries.set(key, { value, expiresAt: expiry(ttlSeconds) });

@@ -44,6 +44,8 @@ export async function createRedisKv({ url, prefix = 'idp:' }: RedisKvOptions): P
   return withOperationCount({
     kind: 'redis',
     get: (key) => client.get(key),
+    // MGET needs at least one key; ioredis prefixes each of them like any other key argument.
+    getMany: async (keys) => (keys.length === 0 ? [] : client.mget(...keys)),
     async set(key, value, ttlSeconds) {
       if (ttlSeconds) await client.set(key, value, 'EX', ttlSeconds);
       else await client.set(key, value);

@@ -7,6 +7,8 @@
 export interface KvStore {
   readonly kind: 'redis' | 'memory';
   get(key: string): Promise<string | null>;
+  /** Reads several keys in one round trip; the values in the order of `keys`, null where absent. */
+  getMany(keys: string[]): Promise<(string | null)[]>;
   /** Stores `value`, expiring after `ttlSeconds` when given. */
   set(key: string, value: string, ttlSeconds?: number): Promise<void>;
   /** Stores `value` only if `key` is absent; true when this call stored it (replay caches, single use). */

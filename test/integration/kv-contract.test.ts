@@ -26,6 +26,15 @@ function kvContract(name: string, open: () => Promise<{ kv: KvStore; close(): Pr
       await kv.del();
     });
 
+    it('getMany reads several keys at once, in order, null where absent', async () => {
+      await kv.set('many:a', 'one', 60);
+      await kv.set('many:c', 'three');
+      expect(await kv.getMany(['many:a', 'many:b', 'many:c', 'many:a'])).toEqual(['one', null, 'three', 'one']);
+      expect(await kv.getMany([])).toEqual([]);
+      await kv.del('many:a', 'many:c');
+      expect(await kv.getMany(['many:a', 'many:c'])).toEqual([null, null]);
+    });
+
     it('keeps unicode and large values intact', async () => {
       const value = `ünïcødé 🔐 ${'x'.repeat(100_000)}`;
       await kv.set('big', value, 60);
@@ -88,6 +97,22 @@ describe.runIf(testRedisUrl)('KvStore contract (redis)', () => {
     const kv = await createRedisKv({ url: testRedisUrl as string, prefix });
     return { kv, close: () => kv.close() };
   });
+
+  it('getMany reads only its own prefix', async () => {
+    const stamp = Date.now();
+    const mine = await createRedisKv({ url: testRedisUrl as string, prefix: `idp_test_kv_mine_${stamp}:` });
+    const theirs = await createRedisKv({ url: testRedisUrl as string, prefix: `idp_test_kv_theirs_${stamp}:` });
+    try {
+      await theirs.set('shared', 'theirs', 60);
+      await mine.set('own', 'mine', 60);
+      expect(await mine.getMany(['shared', 'own'])).toEqual([null, 'mine']);
+    } finally {
+      await mine.del('own');
+      await theirs.del('shared');
+      await mine.close();
+      await theirs.close();
+    }
+  });
 });
 
 describe('memory KvStore expiry follows the injected clock', () => {
@@ -100,6 +125,7 @@ describe('memory KvStore expiry follows the injected clock', () => {
     expect(await kv.get('short')).toBe('v');
     clock.advance(1);
     expect(await kv.get('short')).toBeNull();
+    expect(await kv.getMany(['short'])).toEqual([null]);
     expect((await kv.increment('window', 10)).count).toBe(1);
     expect(await kv.setIfAbsent('short', 'again', 10)).toBe(true);
     await kv.close();

@@ -22,6 +22,7 @@ import { isSamlIdpPath, samlIdpRoutes } from './saml-idp/routes.js';
 import { limitRequest } from './security/abuse.js';
 import { serviceAccountTokenGuard } from './security/client-ip-allowlist.js';
 import { securityHeaders } from './security/headers.js';
+import { createNetworkPolicyCache, type NetworkPolicyCache } from './security/network-policy.js';
 import type { Database, KvStore } from './store/index.js';
 import { requireTenant, tenantEdge } from './tenants/edge.js';
 import { createTenantDirectory, type TenantDirectory } from './tenants/tenants.js';
@@ -45,6 +46,7 @@ export interface AppDeps extends Infrastructure {
   metrics: Metrics;
   oidc: OidcRegistry;
   mailer: Mailer;
+  networkPolicies: NetworkPolicyCache;
 }
 
 export async function createAppDeps(infra: Infrastructure): Promise<AppDeps> {
@@ -59,6 +61,7 @@ export async function createAppDeps(infra: Infrastructure): Promise<AppDeps> {
     metrics: createMetrics({ statements: infra.db.statements, operations: infra.kv.operations }),
     oidc: await createOidcRegistry({ ...infra, audit, vault, endSessionLogout: createEndSessionLogoutHook(infra) }),
     mailer: createMailer({ config: infra.config, logger: infra.logger }),
+    networkPolicies: await createNetworkPolicyCache({ prisma: infra.db.prisma, kv: infra.kv }),
   };
 }
 
@@ -66,6 +69,7 @@ export async function createAppDeps(infra: Infrastructure): Promise<AppDeps> {
 export async function closeAppDeps(deps: AppDeps): Promise<void> {
   await deps.oidc.close();
   await deps.tenants.close();
+  await deps.networkPolicies.close();
   // Mail work queued after responses still needs the stores: it finishes before they close.
   await deps.mailer.close();
 }

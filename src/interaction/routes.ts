@@ -9,6 +9,7 @@ import { AppError, badRequest, toHttpError } from '../errors.js';
 import { federationSteps, loginSsoView, ssoRequiredMessage } from '../federation/interaction-steps.js';
 import type { Mailer } from '../mail/mailer.js';
 import type { Logger } from '../observability/logger.js';
+import type { NetworkPolicyCache } from '../security/network-policy.js';
 import type { PrismaClient } from '../store/db.js';
 import type { User } from '../store/generated/client.js';
 import type { KvStore } from '../store/index.js';
@@ -38,6 +39,8 @@ export interface InteractionDeps {
   vault: Vault;
   /** The new-device notice (src/interaction/sign-in-protection.ts). */
   mailer: Mailer;
+  /** The tenant network policy, which may restrict sign-in (src/interaction/sign-in-protection.ts). */
+  networkPolicies: NetworkPolicyCache;
 }
 
 /** Authentication context class references this server puts in ID tokens (the provider's `acrValues`). */
@@ -316,7 +319,7 @@ async function submitLogin(request: InteractionRequest): Promise<void> {
     return showLogin(request, provider, details, { email: input.data.email, error: SIGN_IN_FAILED }, 422);
   }
   await protection.succeeded(ctx, tenant, result.user);
-  await finishLogin(request, provider, result.user, ['pwd']);
+  await finishLogin(request, provider, result.user, ['pwd'], details);
 }
 
 function authDeps(deps: InteractionDeps) {
@@ -327,12 +330,20 @@ function authDeps(deps: InteractionDeps) {
  * The user is known. With one factor so far, the second step comes first
  * when the user has one or must enroll one (mfa-steps.ts), which calls this
  * again with the combined `amr` once it passes; otherwise the interaction ends.
+ * `details`: the interaction as this request already loaded it, which saves
+ * loading it again (two KvStore reads).
  */
-async function finishLogin(request: InteractionRequest, provider: InteractionProvider, user: User, amr: string[]): Promise<void> {
+async function finishLogin(
+  request: InteractionRequest,
+  provider: InteractionProvider,
+  user: User,
+  amr: string[],
+  details?: InteractionDetails,
+): Promise<void> {
   const { ctx } = request;
   if (amr.length < 2) {
-    const { details } = await loadInteraction(request);
-    if (await startSecondFactor(request, details, user, amr)) return;
+    const current = details ?? (await loadInteraction(request)).details;
+    if (await startSecondFactor(request, current, user, amr)) return;
   }
   const acr = amr.length > 1 ? ACR.multiFactor : ACR.password;
   await provider.interactionFinished(

@@ -23,7 +23,7 @@ import { type MfaKit, mfaSteps, passkeySignInAction, showSecondFactor, startSeco
 import type { InteractionDetails, InteractionGrant, InteractionProvider, OidcProviders } from './provider.js';
 import { type InteractionActions, renderConsentPage, renderErrorPage, renderLoginPage } from './render.js';
 import { selfServiceLinks } from './self-service.js';
-import { createSignInProtection } from './sign-in-protection.js';
+import { createSignInProtection, type SignInProtection } from './sign-in-protection.js';
 
 export interface InteractionDeps {
   config: Pick<Config, 'publicUrl'>;
@@ -60,6 +60,7 @@ export interface InteractionRequest {
   uid: string;
   deps: InteractionDeps;
   csrf: CsrfGuard;
+  protection: SignInProtection;
 }
 
 type Step = (request: InteractionRequest) => Promise<void>;
@@ -89,13 +90,15 @@ const GET_STEPS: Readonly<Record<string, Step>> = Object.freeze({ ...FEDERATION_
  * 4xx status (or a generic 5xx one), never a stack trace or JSON.
  */
 export function interactionRoutes(deps: InteractionDeps): Middleware {
+  // Built once: both derive their keys from the master key (HKDF), which is not per-request work.
   const csrf = createCsrfGuard(deps.masterKey);
+  const protection = createSignInProtection(deps);
   return async function interaction(ctx, next) {
     const match = INTERACTION_PATH.exec(ctx.path);
     if (!match?.[1]) return next();
     const step = match[2];
     if (step !== undefined && !Object.hasOwn(POST_STEPS, step) && !Object.hasOwn(GET_STEPS, step)) return next();
-    const request: InteractionRequest = { ctx, tenant: requireTenant(ctx.state), uid: match[1], deps, csrf };
+    const request: InteractionRequest = { ctx, tenant: requireTenant(ctx.state), uid: match[1], deps, csrf, protection };
     ctx.set('Cache-Control', 'no-store');
     await withErrorPage(request, () => dispatch(request, step));
   };
@@ -290,7 +293,7 @@ function requestMeta(ctx: Context, details: InteractionDetails) {
 }
 
 async function submitLogin(request: InteractionRequest): Promise<void> {
-  const protection = createSignInProtection(request.deps);
+  const { protection } = request;
   // Counted before anything else, so that refused and malformed posts use up the allowance too.
   await protection.admit(request.ctx, request.tenant);
   const form = await readCheckedForm(request);

@@ -63,7 +63,10 @@ describe('store round trips per request', () => {
   });
 
   it('password sign-in as the benchmark does it: a new browser, no consent, tenant settings already cached', async () => {
-    const signin = await storeCost(t, () => signIn(issuer, webConfig, { ...ADMIN, scope: 'openid email' }));
+    const benchSignIn = () => signIn(issuer, webConfig, { ...ADMIN, scope: 'openid email' });
+    // The first sign-in of a node reads the tenant's network policy, which later ones find cached.
+    await benchSignIn();
+    const signin = await storeCost(t, benchSignIn);
     expect(signin).toEqual({ statements: 29, kvOperations: 21 });
   });
 });

@@ -22,6 +22,7 @@ import { isSamlIdpPath, samlIdpRoutes } from './saml-idp/routes.js';
 import { limitRequest } from './security/abuse.js';
 import { createServiceAccountTokenGuard, type ServiceAccountTokenGuard } from './security/client-ip-allowlist.js';
 import { securityHeaders } from './security/headers.js';
+import { createNetworkPolicyCache, type NetworkPolicyCache } from './security/network-policy.js';
 import type { Database, KvStore } from './store/index.js';
 import { requireTenant, tenantEdge } from './tenants/edge.js';
 import { createTenantDirectory, type TenantDirectory } from './tenants/tenants.js';
@@ -46,6 +47,7 @@ export interface AppDeps extends Infrastructure {
   oidc: OidcRegistry;
   mailer: Mailer;
   serviceAccountGuard: ServiceAccountTokenGuard;
+  networkPolicies: NetworkPolicyCache;
 }
 
 export async function createAppDeps(infra: Infrastructure): Promise<AppDeps> {
@@ -61,6 +63,7 @@ export async function createAppDeps(infra: Infrastructure): Promise<AppDeps> {
     oidc: await createOidcRegistry({ ...infra, audit, vault, endSessionLogout: createEndSessionLogoutHook(infra) }),
     mailer: createMailer({ config: infra.config, logger: infra.logger }),
     serviceAccountGuard: await createServiceAccountTokenGuard({ prisma: infra.db.prisma, audit, kv: infra.kv }),
+    networkPolicies: await createNetworkPolicyCache({ prisma: infra.db.prisma, kv: infra.kv }),
   };
 }
 
@@ -69,6 +72,7 @@ export async function closeAppDeps(deps: AppDeps): Promise<void> {
   await deps.oidc.close();
   await deps.tenants.close();
   await deps.serviceAccountGuard.close();
+  await deps.networkPolicies.close();
   // Mail work queued after responses still needs the stores: it finishes before they close.
   await deps.mailer.close();
 }

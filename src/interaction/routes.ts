@@ -9,6 +9,7 @@ import { AppError, badRequest, toHttpError } from '../errors.js';
 import { federationSteps, loginSsoView, ssoRequiredMessage } from '../federation/interaction-steps.js';
 import type { Mailer } from '../mail/mailer.js';
 import type { Logger } from '../observability/logger.js';
+import type { NetworkPolicyCache } from '../security/network-policy.js';
 import type { PrismaClient } from '../store/db.js';
 import type { User } from '../store/generated/client.js';
 import type { KvStore } from '../store/index.js';
@@ -22,7 +23,7 @@ import { type MfaKit, mfaSteps, passkeySignInAction, showSecondFactor, startSeco
 import type { InteractionDetails, InteractionGrant, InteractionProvider, OidcProviders } from './provider.js';
 import { type InteractionActions, renderConsentPage, renderErrorPage, renderLoginPage } from './render.js';
 import { selfServiceLinks } from './self-service.js';
-import { createSignInProtection } from './sign-in-protection.js';
+import { createSignInProtection, type SignInProtection } from './sign-in-protection.js';
 
 export interface InteractionDeps {
   config: Pick<Config, 'publicUrl'>;
@@ -38,6 +39,8 @@ export interface InteractionDeps {
   vault: Vault;
   /** The new-device notice (src/interaction/sign-in-protection.ts). */
   mailer: Mailer;
+  /** The tenant network policy, which may restrict sign-in (src/interaction/sign-in-protection.ts). */
+  networkPolicies: NetworkPolicyCache;
 }
 
 /** Authentication context class references this server puts in ID tokens (the provider's `acrValues`). */
@@ -57,6 +60,7 @@ export interface InteractionRequest {
   uid: string;
   deps: InteractionDeps;
   csrf: CsrfGuard;
+  protection: SignInProtection;
 }
 
 type Step = (request: InteractionRequest) => Promise<void>;
@@ -86,13 +90,15 @@ const GET_STEPS: Readonly<Record<string, Step>> = Object.freeze({ ...FEDERATION_
  * 4xx status (or a generic 5xx one), never a stack trace or JSON.
  */
 export function interactionRoutes(deps: InteractionDeps): Middleware {
+  // Built once: both derive their keys from the master key (HKDF), which is not per-request work.
   const csrf = createCsrfGuard(deps.masterKey);
+  const protection = createSignInProtection(deps);
   return async function interaction(ctx, next) {
     const match = INTERACTION_PATH.exec(ctx.path);
     if (!match?.[1]) return next();
     const step = match[2];
     if (step !== undefined && !Object.hasOwn(POST_STEPS, step) && !Object.hasOwn(GET_STEPS, step)) return next();
-    const request: InteractionRequest = { ctx, tenant: requireTenant(ctx.state), uid: match[1], deps, csrf };
+    const request: InteractionRequest = { ctx, tenant: requireTenant(ctx.state), uid: match[1], deps, csrf, protection };
     ctx.set('Cache-Control', 'no-store');
     await withErrorPage(request, () => dispatch(request, step));
   };
@@ -287,7 +293,7 @@ function requestMeta(ctx: Context, details: InteractionDetails) {
 }
 
 async function submitLogin(request: InteractionRequest): Promise<void> {
-  const protection = createSignInProtection(request.deps);
+  const { protection } = request;
   // Counted before anything else, so that refused and malformed posts use up the allowance too.
   await protection.admit(request.ctx, request.tenant);
   const form = await readCheckedForm(request);
@@ -316,7 +322,7 @@ async function submitLogin(request: InteractionRequest): Promise<void> {
     return showLogin(request, provider, details, { email: input.data.email, error: SIGN_IN_FAILED }, 422);
   }
   await protection.succeeded(ctx, tenant, result.user);
-  await finishLogin(request, provider, result.user, ['pwd']);
+  await finishLogin(request, provider, result.user, ['pwd'], details);
 }
 
 function authDeps(deps: InteractionDeps) {
@@ -327,12 +333,20 @@ function authDeps(deps: InteractionDeps) {
  * The user is known. With one factor so far, the second step comes first
  * when the user has one or must enroll one (mfa-steps.ts), which calls this
  * again with the combined `amr` once it passes; otherwise the interaction ends.
+ * `details`: the interaction as this request already loaded it, which saves
+ * loading it again (two KvStore reads).
  */
-async function finishLogin(request: InteractionRequest, provider: InteractionProvider, user: User, amr: string[]): Promise<void> {
+async function finishLogin(
+  request: InteractionRequest,
+  provider: InteractionProvider,
+  user: User,
+  amr: string[],
+  details?: InteractionDetails,
+): Promise<void> {
   const { ctx } = request;
   if (amr.length < 2) {
-    const { details } = await loadInteraction(request);
-    if (await startSecondFactor(request, details, user, amr)) return;
+    const current = details ?? (await loadInteraction(request)).details;
+    if (await startSecondFactor(request, current, user, amr)) return;
   }
   const acr = amr.length > 1 ? ACR.multiFactor : ACR.password;
   await provider.interactionFinished(

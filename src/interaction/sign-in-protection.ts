@@ -7,7 +7,7 @@ import type { Mailer } from '../mail/mailer.js';
 import { limitRequest, recordFailedSignIn } from '../security/abuse.js';
 import { createDeviceCookies, rememberDevice } from '../security/device.js';
 import { createSignInGuard } from '../security/lockout.js';
-import { checkSignInNetworkPolicy } from '../security/network-policy.js';
+import { checkSignInNetworkPolicy, type NetworkPolicyCache } from '../security/network-policy.js';
 import type { PrismaClient } from '../store/db.js';
 import type { User } from '../store/generated/client.js';
 import type { KvStore } from '../store/index.js';
@@ -44,6 +44,7 @@ export interface SignInProtectionDeps {
   masterKey: Buffer;
   mailer: Mailer;
   passwords: EmailFlowDeps['passwords'];
+  networkPolicies: NetworkPolicyCache;
 }
 
 async function enforceNetworkPolicy(deps: SignInProtectionDeps, ctx: Context, tenant: TenantContext): Promise<void> {

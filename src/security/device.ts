@@ -1,4 +1,4 @@
-import { createHmac, hkdfSync, randomBytes } from 'node:crypto';
+import { createHmac, hkdfSync, randomBytes, randomUUID } from 'node:crypto';
 import type { Context } from 'koa';
 import type { Clock } from '../clock.js';
 import { safeEqual, sha256 } from '../crypto/random.js';
@@ -78,7 +78,12 @@ export async function isKnownDevice(prisma: PrismaClient, tenantId: string, user
   return row !== null;
 }
 
-/** Records a successful sign-in from `deviceId`; `isNew` when this user had never signed in from it. */
+/**
+ * Records a successful sign-in from `deviceId`; `isNew` when this user had
+ * never signed in from it. One statement: an insert that updates the row when
+ * it exists, and says which it did (`xmax` is 0 only in a row version that an
+ * insert created), so concurrent sign-ins from one browser report it new once.
+ */
 export async function rememberDevice(
   { prisma, clock }: { prisma: PrismaClient; clock: Clock },
   tenantId: string,
@@ -86,20 +91,15 @@ export async function rememberDevice(
   deviceId: string,
   userAgent: string | null,
 ): Promise<{ isNew: boolean }> {
-  const hash = deviceHash(deviceId);
-  const now = new Date(clock.now());
   const agent = userAgent ? userAgent.slice(0, 512) : null;
-  const { count } = await prisma.knownDevice.updateMany({
-    where: { tenantId, userId, deviceHash: hash },
-    data: { lastSeen: now, userAgent: agent },
-  });
-  if (count > 0) return { isNew: false };
-  try {
-    await prisma.knownDevice.create({ data: { tenantId, userId, deviceHash: hash, userAgent: agent, firstSeen: now, lastSeen: now } });
-    return { isNew: true };
-  } catch (error) {
-    // Two sign-ins from the same browser at once: the other one recorded it.
-    if ((error as { code?: string }).code === 'P2002') return { isNew: false };
-    throw error;
-  }
+  const now = clock.now();
+  // Timestamps as Prisma stores them: UTC wall-clock time in a column without a zone.
+  const [row] = await prisma.$queryRaw<{ inserted: boolean }[]>`
+    INSERT INTO "KnownDevice" ("id", "tenantId", "userId", "deviceHash", "userAgent", "firstSeen", "lastSeen")
+    VALUES (${randomUUID()}::uuid, ${tenantId}::uuid, ${userId}::uuid, ${deviceHash(deviceId)}, ${agent},
+            to_timestamp(${now}::float8 / 1000) AT TIME ZONE 'UTC', to_timestamp(${now}::float8 / 1000) AT TIME ZONE 'UTC')
+    ON CONFLICT ("tenantId", "userId", "deviceHash")
+    DO UPDATE SET "lastSeen" = EXCLUDED."lastSeen", "userAgent" = EXCLUDED."userAgent"
+    RETURNING (xmax = 0) AS inserted`;
+  return { isNew: row?.inserted === true };
 }

@@ -114,6 +114,8 @@ export function createSignInGuard(
 ): SignInGuard {
   const policy = tenant.settings.lockout ?? DEFAULT_LOCKOUT;
   let scope: Scope = { kind: 'account' };
+  // Until isLocked has looked, assume there may be failures to clear.
+  let hadFailures = true;
 
   async function scopeFor(userId: string): Promise<Scope> {
     if (!source.deviceId || !(await isKnownDevice(deps.prisma, tenant.id, userId, source.deviceId))) return { kind: 'account' };
@@ -145,12 +147,14 @@ export function createSignInGuard(
   return {
     async isLocked(user) {
       scope = await scopeFor(user?.id ?? NO_USER);
-      const key = keysOf(tenant.id, user?.id ?? NO_USER, scope).locked;
-      const until = await deps.kv.get(key);
+      const keys = keysOf(tenant.id, user?.id ?? NO_USER, scope);
+      // The failure count is read along with the lock (one round trip), so a success only deletes a counter that exists.
+      const [until = null, failures = null] = await deps.kv.getMany([keys.locked, keys.failures]);
+      hadFailures = failures !== null;
       if (until === null) return false;
       // The store's TTL ends the lock too; the injected clock decides, so both agree with it (and tests can move it).
       if (Number(until) <= deps.clock.now()) {
-        await deps.kv.del(key);
+        await deps.kv.del(keys.locked);
         return false;
       }
       return user !== null;
@@ -161,7 +165,7 @@ export function createSignInGuard(
       if (counter.count >= policy.maxFailures) await lock(user);
     },
     async succeeded(user) {
-      await deps.kv.del(keysOf(tenant.id, user.id, scope).failures);
+      if (hadFailures) await deps.kv.del(keysOf(tenant.id, user.id, scope).failures);
     },
   };
 }

@@ -350,7 +350,12 @@ describe('new-device notice', () => {
     expect(notice.text).toContain(`${issuer}/password/forgot`);
     const cookie = browser.jar.names(new URL(issuer)).find((name) => name === 'idp_device');
     expect(cookie).toBe('idp_device');
+    const firstSeenAt = clock.now();
+    const seen = () => t.deps.db.prisma.knownDevice.findFirstOrThrow({ where: { userId: user.id } });
+    expect(await seen()).toMatchObject({ firstSeen: new Date(firstSeenAt), lastSeen: new Date(firstSeenAt) });
 
+    // The same browser a minute later: seen again, not new.
+    clock.advance(60_000);
     await authorize(issuer, config, {
       email: 'heidi@example.com',
       password: PASSWORD,
@@ -358,6 +363,7 @@ describe('new-device notice', () => {
       scope: 'openid',
       extraParams: { prompt: 'login' },
     });
+    expect(await seen()).toMatchObject({ firstSeen: new Date(firstSeenAt), lastSeen: new Date(firstSeenAt + 60_000) });
     await authorize(issuer, config, { email: 'heidi@example.com', password: PASSWORD, scope: 'openid' });
     await t.deps.mailer.idle();
     expect(mail.to('heidi@example.com').filter((m) => /New sign-in/.test(m.subject))).toHaveLength(2);

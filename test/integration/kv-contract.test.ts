@@ -29,8 +29,10 @@ function kvContract(name: string, open: () => Promise<{ kv: KvStore; close(): Pr
     it('getMany reads several keys at once, in order, null where absent', async () => {
       await kv.set('many:a', 'one', 60);
       await kv.set('many:c', 'three');
-      expect(await kv.getMany(['many:a', 'many:b', 'many:c'])).toEqual(['one', null, 'three']);
+      expect(await kv.getMany(['many:a', 'many:b', 'many:c', 'many:a'])).toEqual(['one', null, 'three', 'one']);
       expect(await kv.getMany([])).toEqual([]);
+      await kv.del('many:a', 'many:c');
+      expect(await kv.getMany(['many:a', 'many:c'])).toEqual([null, null]);
       // One round trip, like one get: what makes it worth having.
       const before = kv.operations();
       await kv.getMany(['many:a', 'many:c']);
@@ -98,6 +100,22 @@ describe.runIf(testRedisUrl)('KvStore contract (redis)', () => {
     const prefix = `idp_test_kv_${Date.now()}:`;
     const kv = await createRedisKv({ url: testRedisUrl as string, prefix });
     return { kv, close: () => kv.close() };
+  });
+
+  it('getMany reads only its own prefix', async () => {
+    const stamp = Date.now();
+    const mine = await createRedisKv({ url: testRedisUrl as string, prefix: `idp_test_kv_mine_${stamp}:` });
+    const theirs = await createRedisKv({ url: testRedisUrl as string, prefix: `idp_test_kv_theirs_${stamp}:` });
+    try {
+      await theirs.set('shared', 'theirs', 60);
+      await mine.set('own', 'mine', 60);
+      expect(await mine.getMany(['shared', 'own'])).toEqual([null, 'mine']);
+    } finally {
+      await mine.del('own');
+      await theirs.del('shared');
+      await mine.close();
+      await theirs.close();
+    }
   });
 });
 

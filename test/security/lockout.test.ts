@@ -195,6 +195,20 @@ describe('account lockout', () => {
     expect(await signsIn(new Browser(baseUrl), 'owner@example.com', PASSWORD)).toBe(true);
   });
 
+  it('starts counting afresh after a successful sign-in', async () => {
+    const user = await newUser('typist@example.com');
+    const browser = new Browser(baseUrl);
+    const page = await loginPage(browser);
+    for (let i = 0; i < 4; i++) expect((await attempt(browser, page, 'typist@example.com', `typo ${i}`)).status).toBe(422);
+    expect(await signsIn(new Browser(baseUrl), 'typist@example.com', PASSWORD)).toBe(true);
+    // Had the success left the four failures counted, the next one would lock the account.
+    const elsewhere = new Browser(baseUrl);
+    const again = await loginPage(elsewhere);
+    for (let i = 0; i < 4; i++) expect((await attempt(elsewhere, again, 'typist@example.com', `typo ${i}`)).status).toBe(422);
+    expect(await auditOf('auth.lockout.locked', user.id)).toHaveLength(0);
+    expect(await signsIn(new Browser(baseUrl), 'typist@example.com', PASSWORD)).toBe(true);
+  });
+
   it('is lifted by a completed password reset, audited as unlocked', async () => {
     const user = await newUser('reset@example.com');
     const attacker = new Browser(baseUrl);

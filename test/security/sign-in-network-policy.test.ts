@@ -1,7 +1,9 @@
 import * as oidc from 'openid-client';
+import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createClient } from '../../src/oidc/clients.js';
-import type { TenantContext } from '../../src/tenants/tenants.js';
+import { onTenantChange, type TenantContext } from '../../src/tenants/tenants.js';
+import { apiKeyFor } from '../helpers/admin.js';
 import { createTestApp, TEST_ADMIN_PASSWORD, type TestApp } from '../helpers/app.js';
 import { Browser } from '../helpers/browser.js';
 
@@ -15,7 +17,8 @@ describe('tenant network policy on the hosted sign-in', () => {
   let config: oidc.Configuration;
 
   beforeAll(async () => {
-    t = await createTestApp({ seed: true });
+    // The admin who sets the policies is behind the proxy, at an address inside them (the API refuses to lock its caller out).
+    t = await createTestApp({ seed: true, env: { TRUST_PROXY: 'true' } });
     const url = await t.listen();
     const found = await t.deps.tenants.bySlug('default');
     if (!found) throw new Error('seeded tenant missing');
@@ -46,13 +49,32 @@ describe('tenant network policy on the hosted sign-in', () => {
     return browser.submit(page, '/login', { email: 'admin@example.com', password: TEST_ADMIN_PASSWORD }, REDIRECT_URI);
   }
 
+  /**
+   * Through the management API, as an admin would: every node caches the policy, and the
+   * API's change notice is what drops it (each test here would otherwise see the last one's).
+   * Resolves once the notice came back to this node, after the app's own handlers ran.
+   */
   async function setPolicy(mode: 'warn' | 'block', applyToSignIn: boolean) {
-    // 10.0.0.0/8 leaves out the loopback address the test signs in from.
-    await t.deps.db.prisma.networkPolicy.upsert({
-      where: { tenantId: tenant.id },
-      create: { tenantId: tenant.id, cidrs: ['10.0.0.0/8'], mode, applyToSignIn },
-      update: { cidrs: ['10.0.0.0/8'], mode, applyToSignIn },
+    const { key } = await apiKeyFor(t, 'default', { scopes: ['network.write'] });
+    let delivered: () => void = () => {};
+    const arrived = new Promise<void>((resolve) => {
+      delivered = resolve;
     });
+    const unsubscribe = await onTenantChange(t.deps.kv, (change) => {
+      if (change.tenantId === tenant.id && change.what === 'network') delivered();
+    });
+    try {
+      // 10.0.0.0/8 leaves out the loopback address the test signs in from; the admin is inside it.
+      const response = await request(t.app.callback())
+        .put('/api/v1/tenants/default/network-policy')
+        .set('Authorization', `Bearer ${key}`)
+        .set('X-Forwarded-For', '10.1.1.1')
+        .send({ cidrs: ['10.0.0.0/8'], mode, apply_to_sign_in: applyToSignIn });
+      expect(response.status).toBe(200);
+      await arrived;
+    } finally {
+      await unsubscribe();
+    }
   }
 
   const auditCount = (action: string) => t.deps.db.prisma.auditEvent.count({ where: { tenantId: tenant.id, action } });

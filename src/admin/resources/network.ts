@@ -47,7 +47,7 @@ export const networkRoutes = [
     permission: 'network.write',
     body: NetworkPolicyUpdate,
     response: NetworkPolicy,
-    async handler({ deps, tenant, caller, body, audit, koa }) {
+    async handler({ deps, tenant, caller, body, audit, koa, announce }) {
       // A block policy that excludes the address setting it would lock its author out: refused, not guessed at.
       const ownPolicy = tenant.id === caller.tenantId;
       if (ownPolicy && body.mode === 'block' && body.cidrs.length > 0 && !ipInAny(koa.ip, body.cidrs)) {
@@ -75,6 +75,8 @@ export const networkRoutes = [
         );
         return after;
       });
+      // Every node caches the policy for its sign-in pages (src/security/network-policy.ts).
+      await announce('network');
       return toPolicy({
         cidrs: policy.cidrs,
         mode: policy.mode === 'block' ? 'block' : 'warn',

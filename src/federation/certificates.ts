@@ -1,6 +1,5 @@
-import 'reflect-metadata';
 import { webcrypto, X509Certificate } from 'node:crypto';
-import * as x509 from '@peculiar/x509';
+import { loadX509 } from '../crypto/x509.js';
 
 /**
  * X.509 helpers of the SAML side: our SP key pair per connection (it decrypts
@@ -26,6 +25,7 @@ export interface SpKeyPair {
 
 /** A fresh RSA key and a self-signed certificate for it (SAML trusts the certificate as published, not a CA). */
 export async function generateSpKeyPair(commonName: string, now: number, days = SP_CERTIFICATE_DAYS): Promise<SpKeyPair> {
+  const x509 = await loadX509();
   const keys = (await webcrypto.subtle.generateKey(RSA_PARAMS, true, ['sign', 'verify'])) as CryptoKeyPair;
   const certificate = await x509.X509CertificateGenerator.createSelfSigned(
     {

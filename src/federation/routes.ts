@@ -5,11 +5,10 @@ import { renderErrorPage } from '../interaction/render.js';
 import { requireTenant } from '../tenants/edge.js';
 import type { TenantContext } from '../tenants/tenants.js';
 import { type FederationConnection, findConnection, type OidcConnection, type SamlConnection } from './connections.js';
+import { loadOidcRp, loadSamlSp } from './engines.js';
 import { consumeFlow, type FederationFlow } from './flows.js';
-import { completeOidcSignIn } from './oidc-rp.js';
 import { FederationRejection, reject } from './rejection.js';
 import { decodePostMessage, decodeRedirectMessage, MAX_SAML_MESSAGE_BYTES } from './saml-message.js';
-import { spMetadataXml, validateSamlResponse } from './saml-sp.js';
 import { completeFederatedSignIn, endpointsFor, type FederationDeps, refuse } from './sign-in.js';
 
 /**
@@ -63,6 +62,7 @@ async function serveSpMetadata(deps: FederationDeps, ctx: Context, tenant: Tenan
   if (connection?.type !== 'saml') throw noSuchConnection();
   ctx.type = 'application/samlmetadata+xml';
   ctx.set('Cache-Control', 'public, max-age=300');
+  const { spMetadataXml } = await loadSamlSp();
   ctx.body = spMetadataXml(deps, connection, endpointsFor(deps, tenant, connection));
 }
 
@@ -132,6 +132,7 @@ async function receiveSamlResponse(deps: FederationDeps, ctx: Context, tenant: T
     const { connection, flow } = await openAnswer<SamlConnection>(deps, tenant, connectionId, 'saml', relayState);
     setConnection(connection);
     if (!flow.requestId) throw reject('unknown_state', 'the flow has no AuthnRequest');
+    const { validateSamlResponse } = await loadSamlSp();
     const claims = await validateSamlResponse(deps, connection, endpointsFor(deps, tenant, connection), xml, flow.requestId);
     await completeFederatedSignIn(deps, ctx, tenant, connection, flow, claims);
   });
@@ -146,6 +147,7 @@ async function receiveOidcCallback(deps: FederationDeps, ctx: Context, tenant: T
     const endpoints = endpointsFor(deps, tenant, connection);
     // Our public redirect URI with the query as sent: what openid-client compares against what it registered.
     const callbackUrl = new URL(`${endpoints.oidcRedirectUri}${ctx.querystring ? `?${ctx.querystring}` : ''}`);
+    const { completeOidcSignIn } = await loadOidcRp();
     const claims = await completeOidcSignIn(deps, connection, endpoints, callbackUrl, {
       state,
       nonce: flow.nonce,

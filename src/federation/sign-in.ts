@@ -15,11 +15,10 @@ import type { KvStore } from '../store/index.js';
 import type { TenantContext } from '../tenants/tenants.js';
 import { resolveFederatedAccount } from './accounts.js';
 import { connectionEndpoints, type FederationConnection } from './connections.js';
+import { loadOidcRp, loadSamlSp } from './engines.js';
 import { type FederationFlow, newFlowHandle, saveFlow, saveResult } from './flows.js';
-import { startOidcSignIn } from './oidc-rp.js';
 import { mapProfile, type UpstreamClaims } from './profile.js';
 import { auditDetail, FederationRejection } from './rejection.js';
-import { startSamlSignIn } from './saml-sp.js';
 
 /**
  * A federated sign-in from end to end: sending the browser to the upstream
@@ -73,10 +72,12 @@ export async function beginFederatedSignIn(
   const base = { tenantId: tenant.id, connectionId: connection.id, uid };
   try {
     if (connection.type === 'oidc') {
+      const { startOidcSignIn } = await loadOidcRp();
       const start = await startOidcSignIn(deps, connection, endpoints, handle, loginHint);
       await saveFlow(deps.kv, handle, { ...base, protocol: 'oidc', nonce: start.nonce, codeVerifier: start.codeVerifier });
       return redirect(ctx, start.url);
     }
+    const { startSamlSignIn } = await loadSamlSp();
     const start = await startSamlSignIn(deps, connection, endpoints, handle);
     await saveFlow(deps.kv, handle, { ...base, protocol: 'saml', requestId: start.requestId });
     if (start.binding === 'redirect') return redirect(ctx, start.url);

@@ -9,8 +9,8 @@ import {
   type OidcConnection,
   type SamlConnection,
 } from './connections.js';
+import { loadOidcRp } from './engines.js';
 import { fetchMetadataXml, parseIdpMetadata } from './metadata.js';
-import { discoverProvider } from './oidc-rp.js';
 import { FederationRejection } from './rejection.js';
 
 /**
@@ -61,6 +61,7 @@ async function testOidc(deps: TestDeps, connection: OidcConnection, endpoints: C
   const checks: CheckResult[] = [];
   let jwksUri: string | undefined;
   try {
+    const { discoverProvider } = await loadOidcRp();
     const config = await discoverProvider(deps, connection, endpoints);
     const server = config.serverMetadata();
     checks.push(pass('discovery', `${connection.oidc.issuer}/.well-known/openid-configuration answered and names issuer ${server.issuer}`));

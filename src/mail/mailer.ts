@@ -1,5 +1,5 @@
 import path from 'node:path';
-import nodemailer from 'nodemailer';
+import type { Transporter } from 'nodemailer';
 import pug from 'pug';
 import type { Config } from '../config.js';
 import { VIEWS_DIR } from '../interaction/assets.js';
@@ -41,13 +41,33 @@ export interface MailerDeps {
   logger: Logger;
 }
 
+/** The SMTP transport, created with the first message: most processes send mail rarely or never. */
+interface LazyTransport {
+  get(): Promise<Transporter>;
+  close(): Promise<void>;
+}
+
+function lazyTransport(smtpUrl: string): LazyTransport {
+  let transport: Promise<Transporter> | undefined;
+  return {
+    get() {
+      // nodemailer costs ~13 MB of resident memory: loaded on first send, not at start-up (issue 8).
+      transport ??= import('nodemailer').then(({ default: nodemailer }) => nodemailer.createTransport(smtpUrl));
+      return transport;
+    },
+    async close() {
+      (await transport)?.close();
+    },
+  };
+}
+
 export function createMailer({ config, logger }: MailerDeps): Mailer {
-  const transport = config.smtpUrl ? nodemailer.createTransport(config.smtpUrl) : null;
+  const transport = config.smtpUrl ? lazyTransport(config.smtpUrl) : null;
   const pending = new Set<Promise<void>>();
 
   async function deliver(message: MailMessage): Promise<void> {
     if (transport) {
-      await transport.sendMail({ from: config.mailFrom, ...message });
+      await (await transport.get()).sendMail({ from: config.mailFrom, ...message });
       return;
     }
     if (config.env === 'production') {
@@ -77,7 +97,7 @@ export function createMailer({ config, logger }: MailerDeps): Mailer {
     },
     async close() {
       while (pending.size) await Promise.allSettled([...pending]);
-      transport?.close();
+      await transport?.close();
     },
   };
 }

@@ -3,7 +3,6 @@ import type { EndSessionLogoutHook } from '../oidc/saml-bridge.js';
 import type { SamlIdpDeps } from './context.js';
 import { idpEndpoints } from './idp-metadata.js';
 import { saveLogout } from './pending.js';
-import { logoutParticipants } from './slo.js';
 
 /**
  * Single logout in the other direction: an OIDC client (or the account page)
@@ -17,6 +16,8 @@ export function createEndSessionLogoutHook(deps: Pick<SamlIdpDeps, 'config' | 'd
   return async ({ tenant, accountId, serviceProviders, destination }) => {
     const account = await loadAccount(deps.db.prisma, tenant.id, accountId);
     if (!account) return undefined;
+    // slo.ts signs with xml-crypto: loaded when a session with SAML SPs first ends, not at start-up (issue 8).
+    const { logoutParticipants } = await import('./slo.js');
     const remaining = await logoutParticipants(deps.db.prisma, tenant.id, serviceProviders, account);
     if (remaining.length === 0) return undefined;
     const state = await saveLogout(deps.kv, tenant.id, { accountId, destination, remaining, notified: [], failed: [] });

@@ -1,12 +1,10 @@
-// @peculiar/x509 resolves its parts through tsyringe, which needs the Reflect metadata API loaded first.
-import 'reflect-metadata';
 import { createPrivateKey, type JsonWebKey, randomBytes, randomUUID, webcrypto } from 'node:crypto';
-import * as x509 from '@peculiar/x509';
 import type { JWK } from 'jose';
 import type { AuditLog } from '../audit/audit.js';
 import type { Clock } from '../clock.js';
 import { SIGNING_KEY_PRIVATE_JWK } from '../crypto/reencrypt.js';
 import type { Vault } from '../crypto/vault.js';
+import { loadX509 } from '../crypto/x509.js';
 import type { Prisma, PrismaClient } from '../store/db.js';
 
 /**
@@ -53,6 +51,7 @@ const RSA_PARAMS = {
 } as const;
 
 async function generateKeyWithCertificate(commonName: string, now: Date) {
+  const x509 = await loadX509();
   const keys = (await webcrypto.subtle.generateKey(RSA_PARAMS, true, ['sign', 'verify'])) as CryptoKeyPair;
   const notAfter = new Date(now);
   notAfter.setUTCFullYear(notAfter.getUTCFullYear() + CERTIFICATE_YEARS);

@@ -8,8 +8,6 @@ import { keyDeps, type RequestTrace, type SamlIdpDeps, type SamlRequest } from '
 import { idpEndpoints, idpMetadataXml } from './idp-metadata.js';
 import { publishedCertificates } from './keys.js';
 import { findServiceProviderByEntityId } from './service-providers.js';
-import { handleLogoutContinue, handleSlo } from './slo.js';
-import { handleContinue, handleIdpInitiated, handleSso } from './sso.js';
 import { SamlRefusal } from './xml.js';
 
 /**
@@ -26,13 +24,26 @@ interface Route {
   handle: Handler;
 }
 
+// sso.ts and slo.ts sign, verify and encrypt with xml-crypto and xml-encryption (~20 MB
+// resident): they load on a process's first SAML sign-in or logout, not at start-up (issue 8).
+const sso = () => import('./sso.js');
+const slo = () => import('./slo.js');
+
 const ROUTES: Readonly<Record<string, Route>> = Object.freeze({
   metadata: { methods: ['GET', 'HEAD'], endpoint: 'metadata', handle: serveMetadata },
-  sso: { methods: ['GET', 'POST'], endpoint: 'sso', handle: handleSso },
-  continue: { methods: ['GET'], endpoint: 'continue', handle: handleContinue },
-  'idp-initiated': { methods: ['GET'], endpoint: 'idp-initiated', handle: handleIdpInitiated },
-  slo: { methods: ['GET', 'POST'], endpoint: 'slo', handle: handleSlo },
-  'slo/continue': { methods: ['GET'], endpoint: 'slo-continue', handle: handleLogoutContinue },
+  sso: { methods: ['GET', 'POST'], endpoint: 'sso', handle: async (request) => (await sso()).handleSso(request) },
+  continue: { methods: ['GET'], endpoint: 'continue', handle: async (request) => (await sso()).handleContinue(request) },
+  'idp-initiated': {
+    methods: ['GET'],
+    endpoint: 'idp-initiated',
+    handle: async (request) => (await sso()).handleIdpInitiated(request),
+  },
+  slo: { methods: ['GET', 'POST'], endpoint: 'slo', handle: async (request) => (await slo()).handleSlo(request) },
+  'slo/continue': {
+    methods: ['GET'],
+    endpoint: 'slo-continue',
+    handle: async (request) => (await slo()).handleLogoutContinue(request),
+  },
 });
 
 export const isSamlIdpPath = (subpath: string) => subpath.startsWith('/saml/');

@@ -1,5 +1,4 @@
 import { generateSecret, generateSync, generateURI, verifySync } from 'otplib';
-import QRCode from 'qrcode';
 
 /**
  * RFC 6238 time-based one-time passwords as every authenticator app computes
@@ -80,6 +79,8 @@ export function groupedKey(secret: string): string {
  * goes to a third-party QR service and the page needs no script (its CSP
  * allows `img-src data:`). Medium error correction survives a phone camera.
  */
-export function totpQrDataUrl(uri: string): Promise<string> {
+export async function totpQrDataUrl(uri: string): Promise<string> {
+  // qrcode (with its PNG encoder, ~8 MB resident) serves only MFA enrolment: loaded then, not at start-up (issue 8).
+  const { default: QRCode } = await import('qrcode');
   return QRCode.toDataURL(uri, { errorCorrectionLevel: 'M', margin: 2, width: 240 });
 }

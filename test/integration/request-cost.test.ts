@@ -37,7 +37,7 @@ describe('store round trips per request', () => {
 
   it('client_credentials', async () => {
     const cost = await storeCost(t, () => oidc.clientCredentialsGrant(apiConfig, { scope: 'reports:read' }));
-    expect(cost).toEqual({ statements: 6, kvOperations: 1 });
+    expect(cost).toEqual({ statements: 4, kvOperations: 1 });
   });
 
   it('introspection of a JWT access token', async () => {
@@ -57,8 +57,8 @@ describe('store round trips per request', () => {
       refreshToken = tokens.refresh_token ?? '';
     });
     expect(refreshToken).not.toBe('');
-    expect(signin).toEqual({ statements: 52, kvOperations: 35 });
+    expect(signin).toEqual({ statements: 44, kvOperations: 35 });
     const refresh = await storeCost(t, () => oidc.refreshTokenGrant(webConfig, refreshToken));
-    expect(refresh).toEqual({ statements: 14, kvOperations: 1 });
+    expect(refresh).toEqual({ statements: 12, kvOperations: 1 });
   });
 });

@@ -51,72 +51,73 @@ function withoutNul(value: string): string {
 
 const USER_AGENT_MAX = 512;
 
-/** Events of one tenant written by one transaction, at most. */
+/** Events written by one transaction, at most, whatever their tenants. */
 const MAX_BATCH = 500;
 const TRANSACTION_OPTIONS = { maxWait: 10_000, timeout: 20_000 };
 
-interface Pending {
+interface Entry {
+  tenantId: string;
   event: AuditEventInput;
+}
+
+interface Pending extends Entry {
   resolve(record: AuditRecord): void;
   reject(error: unknown): void;
 }
 
 export function createAuditLog({ prisma, clock }: { prisma: PrismaClient; clock: Clock }): AuditLog {
-  const queues = new Map<string, Pending[]>();
-
-  /**
-   * Appends that arrive while a tenant's previous batch is being written are
-   * written together, under one lock of the chain head: the chain stays
-   * strictly ordered while throughput no longer pays a transaction per event.
-   */
-  async function drain(tenantId: string, queue: Pending[]): Promise<void> {
-    const writeBatch = (batch: Pending[]) =>
-      prisma.$transaction(
-        (tx) =>
-          appendInTransaction(
-            tx,
-            clock,
-            tenantId,
-            batch.map((p) => p.event),
-          ),
-        TRANSACTION_OPTIONS,
-      );
-    while (queue.length > 0) {
-      const batch = queue.splice(0, MAX_BATCH);
-      try {
-        const records = await writeBatch(batch);
-        for (const [i, pending] of batch.entries()) pending.resolve(records[i] as AuditRecord);
-      } catch (error) {
-        // One unstorable event must not fail the others batched with it: retry them one by one.
-        // A database that is down fails them all alike, so there is nothing to retry.
-        if (batch.length === 1 || isDependencyUnavailable(error)) {
-          for (const pending of batch) pending.reject(error);
-          continue;
-        }
-        for (const pending of batch) {
-          await writeBatch([pending]).then(([record]) => pending.resolve(record as AuditRecord), pending.reject);
-        }
-      }
-    }
-    queues.delete(tenantId);
-  }
-
+  const writer = batchedWriter(prisma, clock);
   return {
     async append(tenantId, event, tx) {
-      if (tx) return (await appendInTransaction(tx, clock, tenantId, [event]))[0] as AuditRecord;
-      return new Promise<AuditRecord>((resolve, reject) => {
-        const queue = queues.get(tenantId);
-        if (queue) {
-          queue.push({ event, resolve, reject });
-          return;
-        }
-        const fresh: Pending[] = [{ event, resolve, reject }];
-        queues.set(tenantId, fresh);
-        void drain(tenantId, fresh);
-      });
+      if (tx) return (await appendInTransaction(tx, clock, [{ tenantId, event }]))[0] as AuditRecord;
+      return writer(tenantId, event);
     },
     verify: (tenantId) => verify(prisma, tenantId),
   };
+}
+
+/**
+ * One writer for every tenant: appends that arrive while a batch is being
+ * written go into the next one, whatever their tenant, so a transaction
+ * carries many events at a constant number of statements instead of one
+ * transaction per tenant.
+ */
+function batchedWriter(prisma: PrismaClient, clock: Clock): (tenantId: string, event: AuditEventInput) => Promise<AuditRecord> {
+  const queue: Pending[] = [];
+  let draining = false;
+
+  const writeBatch = (batch: Pending[]) => prisma.$transaction((tx) => appendInTransaction(tx, clock, batch), TRANSACTION_OPTIONS);
+
+  async function write(batch: Pending[]): Promise<void> {
+    try {
+      const records = await writeBatch(batch);
+      for (const [i, pending] of batch.entries()) pending.resolve(records[i] as AuditRecord);
+    } catch (error) {
+      // One unstorable event must not fail the others batched with it: retry them one by one.
+      // A database that is down fails them all alike, so there is nothing to retry.
+      if (batch.length === 1 || isDependencyUnavailable(error)) {
+        for (const pending of batch) pending.reject(error);
+        return;
+      }
+      for (const pending of batch) {
+        await writeBatch([pending]).then(([record]) => pending.resolve(record as AuditRecord), pending.reject);
+      }
+    }
+  }
+
+  async function drain(): Promise<void> {
+    while (queue.length > 0) await write(queue.splice(0, MAX_BATCH));
+    draining = false;
+  }
+
+  return (tenantId, event) =>
+    new Promise<AuditRecord>((resolve, reject) => {
+      queue.push({ tenantId, event, resolve, reject });
+      if (draining) return;
+      draining = true;
+      // Started after the current tick, so appends made together share the first batch too.
+      queueMicrotask(() => void drain());
+    });
 }
 
 function chainedFields(clock: Clock, tenantId: string, seq: bigint, event: AuditEventInput): ChainedFields {
@@ -136,31 +137,75 @@ function chainedFields(clock: Clock, tenantId: string, seq: bigint, event: Audit
   };
 }
 
+interface Head {
+  seq: bigint;
+  hash: string;
+}
+
 /**
- * Appends under the row lock of the tenant's chain head, so concurrent appends
- * (on any node) serialise into one gap-free chain.
+ * Appends under the row locks of the chain heads of every tenant involved, so
+ * concurrent appends (on any node, batched or inside a caller's transaction)
+ * serialise into one gap-free chain per tenant. Two statements whatever the
+ * number of events and tenants: lock the heads, then write events and heads.
  */
-async function appendInTransaction(
-  tx: Prisma.TransactionClient,
-  clock: Clock,
-  tenantId: string,
-  events: AuditEventInput[],
-): Promise<AuditRecord[]> {
-  await tx.$executeRaw`INSERT INTO "AuditHead" ("tenantId", seq, hash) VALUES (${tenantId}::uuid, 0, ${GENESIS_HASH}) ON CONFLICT DO NOTHING`;
-  const [head] = await tx.$queryRaw<{ seq: bigint; hash: string }[]>`
-      SELECT seq, hash FROM "AuditHead" WHERE "tenantId" = ${tenantId}::uuid FOR UPDATE`;
-  if (!head) throw new Error('audit chain head missing');
-  const records: AuditRecord[] = [];
-  let prev = { seq: BigInt(head.seq), hash: head.hash };
-  for (const event of events) {
+async function appendInTransaction(tx: Prisma.TransactionClient, clock: Clock, entries: readonly Entry[]): Promise<AuditRecord[]> {
+  const heads = await lockHeads(tx, [...new Set(entries.map((entry) => entry.tenantId))]);
+  const records = entries.map(({ tenantId, event }) => {
+    const prev = heads.get(tenantId);
+    if (!prev) throw new Error('audit chain head missing');
     const fields = chainedFields(clock, tenantId, prev.seq + 1n, event);
     const hash = chainHash(prev.hash, fields);
-    records.push({ ...fields, prevHash: prev.hash, hash });
-    prev = { seq: fields.seq, hash };
-  }
-  await tx.auditEvent.createMany({ data: records.map((r) => ({ ...r, metadata: r.metadata as object })) });
-  await tx.auditHead.update({ where: { tenantId }, data: { seq: prev.seq, hash: prev.hash } });
+    heads.set(tenantId, { seq: fields.seq, hash });
+    return { ...fields, prevHash: prev.hash, hash };
+  });
+  await writeEvents(tx, records, heads);
   return records;
+}
+
+/**
+ * Creates missing heads and locks them all in one statement. The rows are
+ * locked in the order the SELECT feeds them to the INSERT, so ORDER BY makes
+ * every writer take them in tenantId order: two nodes locking overlapping sets
+ * wait for each other instead of deadlocking. The no-op DO UPDATE is what
+ * locks an existing row (DO NOTHING would not) and returns its latest values.
+ */
+async function lockHeads(tx: Prisma.TransactionClient, tenantIds: string[]): Promise<Map<string, Head>> {
+  const rows = await tx.$queryRaw<{ tenantId: string; seq: bigint; hash: string }[]>`
+    INSERT INTO "AuditHead" ("tenantId", seq, hash)
+    SELECT id, 0, ${GENESIS_HASH} FROM unnest(${tenantIds}::uuid[]) AS id ORDER BY id
+    ON CONFLICT ("tenantId") DO UPDATE SET seq = "AuditHead".seq
+    RETURNING "tenantId", seq, hash`;
+  return new Map(rows.map((row) => [row.tenantId, { seq: BigInt(row.seq), hash: row.hash }]));
+}
+
+/** Inserts the events and moves the heads in one statement; arrays keep its text and parameter count constant. */
+async function writeEvents(tx: Prisma.TransactionClient, records: AuditRecord[], heads: Map<string, Head>): Promise<void> {
+  const column = <T>(pick: (record: AuditRecord) => T) => records.map(pick);
+  const moved = [...heads];
+  await tx.$executeRaw`
+    WITH moved AS (
+      UPDATE "AuditHead" AS head SET seq = moved.seq, hash = moved.hash
+      FROM unnest(
+        ${moved.map(([tenantId]) => tenantId)}::uuid[],
+        ${moved.map(([, head]) => String(head.seq))}::bigint[],
+        ${moved.map(([, head]) => head.hash)}::text[]) AS moved ("tenantId", seq, hash)
+      WHERE head."tenantId" = moved."tenantId"
+    )
+    INSERT INTO "AuditEvent" ("tenantId", seq, "occurredAt", "actorType", "actorId", action, "resourceType", "resourceId", ip, "userAgent", metadata, "prevHash", hash)
+    SELECT * FROM unnest(
+      ${column((r) => r.tenantId)}::uuid[],
+      ${column((r) => String(r.seq))}::bigint[],
+      ${column((r) => r.occurredAt.toISOString())}::timestamptz[],
+      ${column((r) => r.actorType)}::text[],
+      ${column((r) => r.actorId)}::text[],
+      ${column((r) => r.action)}::text[],
+      ${column((r) => r.resourceType)}::text[],
+      ${column((r) => r.resourceId)}::text[],
+      ${column((r) => r.ip)}::text[],
+      ${column((r) => r.userAgent)}::text[],
+      ${column((r) => JSON.stringify(r.metadata))}::jsonb[],
+      ${column((r) => r.prevHash)}::text[],
+      ${column((r) => r.hash)}::text[])`;
 }
 
 const VERIFY_BATCH = 1000;

@@ -14,7 +14,7 @@ export interface Database {
   migrationAdapter(): MigrationAdapter;
   ping(): Promise<void>;
   close(): Promise<void>;
-  /** SQL statements sent so far (BEGIN/COMMIT aside): the `idp_db_statements_total` metric, and the tests' measure of a request's cost. */
+  /** SQL statements sent so far (COMMIT included, BEGIN not: Prisma reports it that way): the `idp_db_statements_total` metric, and the tests' measure of a request's cost. */
   statements(): number;
 }
 

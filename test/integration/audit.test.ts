@@ -163,6 +163,174 @@ describe('audit trail', () => {
     });
   });
 
+  describe('batched across tenants', () => {
+    /** Statements the database ran while `work` did (COMMIT is counted, BEGIN is not). */
+    async function statementsOf(work: () => Promise<unknown>): Promise<number> {
+      const before = stores.db.statements();
+      await work();
+      return stores.db.statements() - before;
+    }
+
+    it('writes appends made together, of many tenants, in one transaction of constant size', async () => {
+      const tenants = await Promise.all(Array.from({ length: 12 }, () => newTenant(stores.db, 'batch')));
+      const statements = await statementsOf(() =>
+        Promise.all(tenants.flatMap((tenant) => [1, 2, 3].map((i) => audit.append(tenant.id, event(`batch.${i}`, { i }))))),
+      );
+      // Lock (and create) every head; insert the events and move the heads; COMMIT. Not a transaction per tenant.
+      expect(statements).toBe(3);
+      for (const tenant of tenants) {
+        const rows = await stores.db.prisma.auditEvent.findMany({ where: { tenantId: tenant.id }, orderBy: { seq: 'asc' } });
+        // Each tenant's events in the order they were appended.
+        expect(rows.map((row) => [row.seq, row.action])).toEqual([
+          [1n, 'batch.1'],
+          [2n, 'batch.2'],
+          [3n, 'batch.3'],
+        ]);
+        expect(await audit.verify(tenant.id)).toEqual({ ok: true, count: 3 });
+      }
+    });
+
+    it('writes at most 500 events per transaction', async () => {
+      const tenants = await Promise.all(Array.from({ length: 3 }, () => newTenant(stores.db, 'max')));
+      const statements = await statementsOf(() =>
+        Promise.all(Array.from({ length: 1_200 }, (_, i) => audit.append(tenants[i % 3]?.id ?? '', event(`max.${i}`)))),
+      );
+      expect(statements).toBe(3 * 3);
+      for (const tenant of tenants) expect(await audit.verify(tenant.id)).toEqual({ ok: true, count: 400 });
+    });
+
+    it('keeps every chain gap-free when many tenants append concurrently through two logs on one database', async () => {
+      const tenants = await Promise.all(Array.from({ length: 20 }, () => newTenant(stores.db, 'multi')));
+      const second = stores.databaseUrl ? await openDatabase({ url: stores.databaseUrl, poolSize: 5 }) : stores.db;
+      try {
+        const logs = [audit, createAuditLog({ prisma: second.prisma, clock })];
+        // Waves of appends, so both logs write overlapping sets of heads in several batches each.
+        const waves = Array.from({ length: 4 }, (_, wave) =>
+          new Promise((resolve) => setTimeout(resolve, wave * 5)).then(() =>
+            Promise.all(
+              tenants.flatMap((tenant, t) =>
+                Array.from({ length: 5 }, (_, i) => logs[(t + i + wave) % 2]?.append(tenant.id, event(`multi.${wave}.${i}`))),
+              ),
+            ),
+          ),
+        );
+        await Promise.all(waves);
+        for (const tenant of tenants) {
+          expect(await audit.verify(tenant.id)).toEqual({ ok: true, count: 20 });
+          const head = await stores.db.prisma.auditHead.findUnique({ where: { tenantId: tenant.id } });
+          expect(head?.seq).toBe(20n);
+        }
+      } finally {
+        if (second !== stores.db) await second.close();
+      }
+    });
+
+    it('fails an unstorable event alone: the other tenants’ events of its batch are stored', async () => {
+      const [a, b, c] = await Promise.all([newTenant(stores.db), newTenant(stores.db), newTenant(stores.db)]);
+      if (!a || !b || !c) throw new Error('tenants missing');
+      const results = await Promise.allSettled([
+        audit.append(a.id, event('a.1')),
+        audit.append(b.id, event('b.1')),
+        audit.append(b.id, event('unstorable\u0000')),
+        audit.append(c.id, event('c.1')),
+        audit.append(b.id, event('b.2')),
+        audit.append(a.id, event('a.2')),
+      ]);
+      expect(results.map((result) => result.status)).toEqual(['fulfilled', 'fulfilled', 'rejected', 'fulfilled', 'fulfilled', 'fulfilled']);
+      const actions = async (tenantId: string) =>
+        (await stores.db.prisma.auditEvent.findMany({ where: { tenantId }, orderBy: { seq: 'asc' } })).map((row) => row.action);
+      expect(await actions(a.id)).toEqual(['a.1', 'a.2']);
+      expect(await actions(b.id)).toEqual(['b.1', 'b.2']);
+      expect(await actions(c.id)).toEqual(['c.1']);
+      for (const tenant of [a, b, c]) expect(await audit.verify(tenant.id)).toMatchObject({ ok: true });
+    });
+
+    it('serialises with an append inside a caller’s transaction', async () => {
+      const [a, b] = await Promise.all([newTenant(stores.db), newTenant(stores.db)]);
+      if (!a || !b) throw new Error('tenants missing');
+      await audit.append(a.id, event('before'));
+      let batched: Promise<unknown> = Promise.resolve();
+      await stores.db.prisma.$transaction(async (tx) => {
+        await audit.append(a.id, event('in.transaction'), tx);
+        // On PostgreSQL this batch waits for the caller's lock of a's head; on PGlite, for its one connection.
+        batched = Promise.all([audit.append(b.id, event('batched.b')), audit.append(a.id, event('batched.a'))]);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      });
+      await batched;
+      const rows = await stores.db.prisma.auditEvent.findMany({ where: { tenantId: a.id }, orderBy: { seq: 'asc' } });
+      expect(rows.map((row) => row.action)).toEqual(['before', 'in.transaction', 'batched.a']);
+      expect(await audit.verify(a.id)).toEqual({ ok: true, count: 3 });
+      expect(await audit.verify(b.id)).toEqual({ ok: true, count: 1 });
+    });
+
+    it('rejects every event of a batch at once when the database is down, without retrying them one by one', async () => {
+      const down = await openDatabase({ url: 'postgresql://postgres@127.0.0.1:1/none', poolSize: 1 });
+      let transactions = 0;
+      const prisma = new Proxy(down.prisma, {
+        get: (target, key, receiver) =>
+          key === '$transaction'
+            ? (...args: Parameters<typeof target.$transaction>) => {
+                transactions += 1;
+                return target.$transaction(...args);
+              }
+            : Reflect.get(target, key, receiver),
+      });
+      try {
+        const log = createAuditLog({ prisma, clock });
+        const ids = ['00000000-0000-4000-8000-00000000000a', '00000000-0000-4000-8000-00000000000b'];
+        const results = await Promise.allSettled(ids.flatMap((id) => [log.append(id, event('x')), log.append(id, event('y'))]));
+        expect(results.map((result) => result.status)).toEqual(['rejected', 'rejected', 'rejected', 'rejected']);
+        expect(transactions).toBe(1);
+      } finally {
+        await down.close();
+      }
+    });
+  });
+
+  /**
+   * Two nodes locking overlapping sets of heads must take them in one order,
+   * or they deadlock. Proven with a third connection: while the head of the
+   * later tenant is held elsewhere, a batch of both must already hold the
+   * earlier one.
+   */
+  describe.runIf(Boolean(process.env.DATABASE_URL))('lock order of the heads (PostgreSQL)', () => {
+    it('locks the heads of a batch in tenantId order, whatever order the events came in', async () => {
+      const [first, last] = (await Promise.all([newTenant(stores.db), newTenant(stores.db)])).sort((x, y) => (x.id < y.id ? -1 : 1));
+      if (!first || !last) throw new Error('tenants missing');
+      await Promise.all([audit.append(first.id, event('seed')), audit.append(last.id, event('seed'))]);
+      const other = await openDatabase({ url: stores.databaseUrl ?? '', poolSize: 2 });
+      let release = () => {};
+      const held = new Promise<void>((resolve) => {
+        release = resolve;
+      });
+      try {
+        let locked: () => void = () => {};
+        const lastLocked = new Promise<void>((resolve) => {
+          locked = resolve;
+        });
+        const holder = other.prisma.$transaction(async (tx) => {
+          await tx.$queryRaw`SELECT 1 FROM "AuditHead" WHERE "tenantId" = ${last.id}::uuid FOR UPDATE`;
+          locked();
+          await held;
+        });
+        await lastLocked;
+        const batch = Promise.all([audit.append(last.id, event('later')), audit.append(first.id, event('earlier'))]);
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        const free = await other.prisma.$transaction(
+          (tx) => tx.$queryRaw<unknown[]>`SELECT 1 FROM "AuditHead" WHERE "tenantId" = ${first.id}::uuid FOR UPDATE SKIP LOCKED`,
+        );
+        expect(free).toEqual([]);
+        release();
+        await Promise.all([holder, batch]);
+        expect(await audit.verify(first.id)).toEqual({ ok: true, count: 2 });
+        expect(await audit.verify(last.id)).toEqual({ ok: true, count: 2 });
+      } finally {
+        release();
+        await other.close();
+      }
+    });
+  });
+
   describe('metadata', () => {
     it('never stores values under secret-looking keys, at any depth', async () => {
       const tenant = await newTenant(stores.db);

@@ -1,10 +1,20 @@
 import * as oidc from 'openid-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestApp, TEST_ADMIN_PASSWORD, type TestApp } from '../helpers/app.js';
-import { storeCost } from '../helpers/cost.js';
+import { type StoreCost, storeCost } from '../helpers/cost.js';
 import { createTenantClient, relaxRateLimits, rpConfig, signIn, type TenantClient } from '../helpers/oidc.js';
 
 const REDIRECT_URI = 'https://app.example/cb';
+
+/**
+ * A sign-in records several audit events; whether two of them share a batch
+ * (and its statements) depends on timing, so statements may come in under
+ * budget, never over it. KvStore operations are exact.
+ */
+function expectWithinBudget(cost: StoreCost, budget: StoreCost): void {
+  expect(cost.kvOperations).toBe(budget.kvOperations);
+  expect(cost.statements).toBeLessThanOrEqual(budget.statements);
+}
 const ADMIN = { email: 'admin@example.com', password: TEST_ADMIN_PASSWORD };
 
 /**
@@ -37,7 +47,7 @@ describe('store round trips per request', () => {
 
   it('client_credentials', async () => {
     const cost = await storeCost(t, () => oidc.clientCredentialsGrant(apiConfig, { scope: 'reports:read' }));
-    expect(cost).toEqual({ statements: 5, kvOperations: 1 });
+    expect(cost).toEqual({ statements: 3, kvOperations: 1 });
   });
 
   it('introspection of a JWT access token', async () => {
@@ -57,9 +67,9 @@ describe('store round trips per request', () => {
       refreshToken = tokens.refresh_token ?? '';
     });
     expect(refreshToken).not.toBe('');
-    expect(signin).toEqual({ statements: 47, kvOperations: 25 });
+    expectWithinBudget(signin, { statements: 38, kvOperations: 23 });
     const refresh = await storeCost(t, () => oidc.refreshTokenGrant(webConfig, refreshToken));
-    expect(refresh).toEqual({ statements: 9, kvOperations: 1 });
+    expect(refresh).toEqual({ statements: 7, kvOperations: 1 });
   });
 
   it('password sign-in as the benchmark does it: a new browser, no consent, tenant settings already cached', async () => {
@@ -67,6 +77,6 @@ describe('store round trips per request', () => {
     // The first sign-in of a node reads the tenant's network policy, which later ones find cached.
     await benchSignIn();
     const signin = await storeCost(t, benchSignIn);
-    expect(signin).toEqual({ statements: 29, kvOperations: 21 });
+    expectWithinBudget(signin, { statements: 20, kvOperations: 16 });
   });
 });

@@ -32,10 +32,9 @@ export const THREADPOOL_SIZE = String(Math.max(4, availableParallelism()));
 /**
  * What the Dockerfile sets for the runtime besides NODE_ENV (see its comments):
  * glibc returns Argon2id's 19 MiB blocks to the kernel after each verification
- * instead of keeping them in per-thread arenas, and V8's young generation is
- * capped at 4 MiB per semi-space instead of growing to 16.
+ * instead of keeping them in per-thread arenas.
  */
-export const DEPLOYMENT_ENV = { MALLOC_MMAP_THRESHOLD_: '1048576', NODE_OPTIONS: '--max-semi-space-size=4' };
+export const DEPLOYMENT_ENV = { MALLOC_MMAP_THRESHOLD_: '1048576' };
 
 /** The environment of a production server on the bench's stores. */
 export function serverEnv(base: { databaseUrl: string; redisUrl: string; masterKey: string; publicUrl: string; port: number }) {

@@ -257,7 +257,8 @@ export function notesOf(data: RunData): string[] {
  */
 export function busyWarning(machine: RunData['machine']): string[] {
   const before = machine.loadAverage.start[0] ?? 0;
-  if (before <= machine.cores / 2) return [];
+  // The one-minute average still carries a previous run's load for a while: only more than one per core is other work.
+  if (before <= machine.cores) return [];
   return [
     '',
     `**The machine was busy** (load average ${before.toFixed(1)} on ${machine.cores} cores before the run): every figure here is depressed and noisy. The CPU ms/req column and the ratios are the most comparable parts; re-run on a quiet machine for figures to publish.`,

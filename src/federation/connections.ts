@@ -177,6 +177,23 @@ export async function connectionForEmail(prisma: PrismaClient, tenantId: string,
   return row ? toConnection(row) : null;
 }
 
+/** A connection that can sign someone in (a SAML one needs its IdP side imported). */
+export function isUsable(connection: FederationConnection | null): connection is FederationConnection {
+  if (!connection?.enabled) return false;
+  return connection.type === 'oidc' || isSamlReady(connection.saml);
+}
+
+/**
+ * The connection through which `email` must sign in, or null. Every way to
+ * sign in or to set a password asks this, so a domain's policy has one
+ * definition. A connection that cannot sign anyone in does not count: it
+ * would lock its domain out altogether.
+ */
+export async function ssoRequiredFor(prisma: PrismaClient, tenantId: string, email: string): Promise<FederationConnection | null> {
+  const connection = await connectionForEmail(prisma, tenantId, email);
+  return connection?.requireSso && isUsable(connection) ? connection : null;
+}
+
 /** Our side of a connection: what an IdP admin configures there. */
 export interface ConnectionEndpoints {
   /** Our SAML SP entity ID, which is also where our SP metadata is served. */

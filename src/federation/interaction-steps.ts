@@ -5,7 +5,14 @@ import type { InteractionDetails, InteractionProvider } from '../interaction/pro
 import type { InteractionRequest } from '../interaction/routes.js';
 import type { PrismaClient } from '../store/db.js';
 import type { User } from '../store/generated/client.js';
-import { connectionForEmail, enabledConnections, type FederationConnection, findConnection, isSamlReady } from './connections.js';
+import {
+  connectionForEmail,
+  enabledConnections,
+  type FederationConnection,
+  findConnection,
+  isUsable,
+  ssoRequiredFor,
+} from './connections.js';
 import { consumeResult } from './flows.js';
 import { beginFederatedSignIn } from './sign-in.js';
 
@@ -45,12 +52,6 @@ const wrongStep = () =>
 
 const NO_SSO = 'Single sign-on is not set up for that email address. Sign in with your password instead.';
 
-/** A connection that can sign someone in (a SAML one needs its IdP side imported). */
-function usable(connection: FederationConnection | null): connection is FederationConnection {
-  if (!connection?.enabled) return false;
-  return connection.type === 'oidc' || isSamlReady(connection.saml);
-}
-
 // ---------------------------------------------------------------- the login page
 
 export interface LoginSso {
@@ -62,7 +63,7 @@ export interface LoginSso {
 
 /** The SSO part of the login page, or undefined when the tenant has no usable connection. */
 export async function loginSsoView(request: InteractionRequest): Promise<LoginSso | undefined> {
-  const connections = (await enabledConnections(request.deps.db.prisma, request.tenant.id)).filter(usable);
+  const connections = (await enabledConnections(request.deps.db.prisma, request.tenant.id)).filter(isUsable);
   if (connections.length === 0) return undefined;
   const upstream = connections.map((c) => (c.type === 'oidc' ? c.oidc.issuer : (c.saml.ssoUrl ?? '')));
   return {
@@ -80,8 +81,8 @@ export async function loginSsoView(request: InteractionRequest): Promise<LoginSs
  * for every address of the domain, before any password is checked.
  */
 export async function ssoRequiredMessage(prisma: PrismaClient, tenantId: string, email: string): Promise<string | null> {
-  const connection = await connectionForEmail(prisma, tenantId, email);
-  if (!connection?.requireSso || !usable(connection)) return null;
+  const connection = await ssoRequiredFor(prisma, tenantId, email);
+  if (!connection) return null;
   return `Your organization signs in with single sign-on. Use “Sign in with ${connection.name}” below.`;
 }
 
@@ -99,7 +100,7 @@ async function chooseConnection(request: InteractionRequest, form: z.infer<typeo
     : form.email
       ? await connectionForEmail(prisma, request.tenant.id, form.email)
       : null;
-  return usable(chosen) ? chosen : null;
+  return isUsable(chosen) ? chosen : null;
 }
 
 async function startSso(request: InteractionRequest, kit: FederationKit): Promise<void> {

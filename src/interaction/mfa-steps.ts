@@ -1,6 +1,7 @@
 import type { Context } from 'koa';
 import { z } from 'zod';
 import { AppError } from '../errors.js';
+import { ssoRequiredMessage } from '../federation/interaction-steps.js';
 import {
   beginTotpEnrollment,
   completeWebauthnEnrollment,
@@ -451,6 +452,12 @@ async function submitPasskey(request: InteractionRequest, kit: MfaKit): Promise<
       result,
     );
     return kit.showLogin(request, provider, details, { error: 'That passkey could not be used to sign in.' }, 422);
+  }
+  // The passkey is a first factor like the password, so a domain that requires single sign-on refuses it too.
+  const ssoOnly = await ssoRequiredMessage(request.deps.db.prisma, request.tenant.id, user.email);
+  if (ssoOnly) {
+    await recordPasswordlessFailure(request, meta, 'sso_required', result);
+    return kit.showLogin(request, provider, details, { email: user.email, error: ssoOnly }, 403);
   }
   await recordMfaEvent(request.deps, request.tenant.id, user.id, 'mfa.used', meta, {
     type: 'webauthn',

@@ -236,3 +236,26 @@ export async function throughUpstream(upstreamAuthorizeUrl: string, ourOrigin: s
   }
   return outcome.url;
 }
+
+/**
+ * The row of an OIDC connection that requires single sign-on for `domain`,
+ * for `prisma.connection.create`. Nobody signs in through it: it only has to
+ * be usable, which is what makes the policy apply.
+ */
+export function ssoOnlyConnection(tenantId: string, domain: string) {
+  return {
+    tenantId,
+    name: 'Corp SSO',
+    type: 'oidc',
+    domains: [domain],
+    requireSso: true,
+    config: {
+      issuer: 'https://login.corp.example',
+      clientId: 'our-idp',
+      scopes: ['openid', 'email'],
+      tokenEndpointAuthMethod: 'client_secret_basic',
+      userinfo: false,
+    },
+    attributeMapping: { email: ['email'], name: ['name'], givenName: ['given_name'], familyName: ['family_name'], groups: ['groups'] },
+  };
+}

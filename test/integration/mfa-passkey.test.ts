@@ -5,6 +5,7 @@ import { manualClock } from '../../src/clock.js';
 import { ACR } from '../../src/interaction/routes.js';
 import { createUser } from '../../src/users/users.js';
 import { createTestApp, type TestApp } from '../helpers/app.js';
+import { ssoOnlyConnection } from '../helpers/federation.js';
 import {
   asPage,
   hasStep,
@@ -283,6 +284,31 @@ describe('passwordless sign-in with a passkey', () => {
     for (const credential of ['', 'not json', '{"id":"x"}', JSON.stringify({ id: '!!', rawId: '!!', type: 'public-key', response: {} })]) {
       const refused = asPage(await submitStep(started.browser, page, 'passkey', { credential }));
       expect(refused.status).toBe(422);
+    }
+  });
+
+  it('refuses a passkey of a domain that requires single sign-on, with the login page (regression: passkeys skipped require_sso)', async () => {
+    const connection = await t.deps.db.prisma.connection.create({ data: ssoOnlyConnection(tenantId, 'example.com') });
+    try {
+      const started = await loginPage();
+      const page = await passkeyPage(started, started.outcome);
+      const refused = asPage(
+        await submitStep(started.browser, page, 'passkey', {
+          credential: JSON.stringify(authenticator.authenticate(requestOptions(page))),
+        }),
+      );
+      expect(refused.status).toBe(403);
+      expect(textOf(refused.html)).toContain('Your organization signs in with single sign-on');
+      expect(hasStep(refused, 'login')).toBe(true);
+      expect(hasStep(refused, 'sso')).toBe(true);
+      const failed = await t.deps.db.prisma.auditEvent.findMany({
+        where: { tenantId, action: 'auth.sign_in.failed' },
+        orderBy: { seq: 'desc' },
+        take: 1,
+      });
+      expect(failed[0]).toMatchObject({ resourceId: userId, metadata: { method: 'passkey', reason: 'sso_required' } });
+    } finally {
+      await t.deps.db.prisma.connection.delete({ where: { id: connection.id } });
     }
   });
 

@@ -11,6 +11,7 @@ import {
   type EmailFlowDeps,
   type EmailPurpose,
   findEmailToken,
+  passwordRefusedBySso,
   requestPasswordReset,
   SELF_SERVICE_PATHS,
   type SetPasswordResult,
@@ -163,6 +164,13 @@ const formExpired = () =>
 const invalidLink = () =>
   new AppError(400, 'invalid_link', 'This link is not valid: it has expired or was already used. Ask for a new one.');
 
+const ssoRequired = () =>
+  new AppError(
+    403,
+    'sso_required',
+    'Your organization signs in with single sign-on, so this link cannot set a password. Sign in with single sign-on instead.',
+  );
+
 const notFoundPage = () => new AppError(404, 'not_found', 'This page does not exist.');
 
 function nonceOf(ctx: Context): string | null {
@@ -255,6 +263,11 @@ async function validToken(request: PageRequest, purpose: EmailPurpose, token: st
   return found.user;
 }
 
+/** Says so when the link is opened, rather than after a password was typed for nothing. */
+async function refuseIfSsoOnly(request: PageRequest, user: User, purpose: EmailPurpose): Promise<void> {
+  if (await passwordRefusedBySso(request.flows, request.tenant.id, user, purpose)) throw ssoRequired();
+}
+
 interface PasswordPage {
   purpose: EmailPurpose;
   path: string;
@@ -316,6 +329,7 @@ async function finishPasswordForm(
 ): Promise<void> {
   if (result.ok) return done();
   if (result.reason === 'invalid_token') throw invalidLink();
+  if (result.reason === 'sso_required') throw ssoRequired();
   const user = await validToken(request, page.purpose, token);
   showPasswordForm(
     request,
@@ -334,6 +348,7 @@ function passwordOf(form: Record<string, string>): string {
 async function showReset(request: PageRequest): Promise<void> {
   const token = tokenOf(request.ctx);
   const user = await validToken(request, 'reset_password', token);
+  await refuseIfSsoOnly(request, user, 'reset_password');
   showPasswordForm(request, RESET_PAGE, token, user.email);
 }
 
@@ -378,7 +393,10 @@ async function submitInvite(request: PageRequest, form: Record<string, string>):
 async function showVerify(request: PageRequest): Promise<void> {
   const token = tokenOf(request.ctx);
   const user = await validToken(request, 'verify_email', token);
-  if (!user.passwordHash) return showPasswordForm(request, SIGN_UP_PAGE, token, user.email);
+  if (!user.passwordHash) {
+    await refuseIfSsoOnly(request, user, 'verify_email');
+    return showPasswordForm(request, SIGN_UP_PAGE, token, user.email);
+  }
   renderVerifyEmailPage(request.ctx, request.tenant, {
     csrf: csrfToken(request),
     action: action(request, SELF_SERVICE_PATHS.verify),

@@ -3,6 +3,7 @@ import type { Clock } from '../clock.js';
 import type { PasswordHasher } from '../crypto/passwords.js';
 import { randomToken, sha256 } from '../crypto/random.js';
 import { notFound } from '../errors.js';
+import { ssoRequiredFor } from '../federation/connections.js';
 import { revokeUserSessions } from '../oidc/revoke.js';
 import { unlockUser } from '../security/lockout.js';
 import { checkPassword, type PasswordProblem, passwordPolicyFrom } from '../security/password-policy.js';
@@ -167,7 +168,8 @@ async function findUser(deps: EmailFlowDeps, tenantId: string, email: string): P
 
 /**
  * "Forgot password": mails a reset link to an enabled account with this
- * address, and nothing to anyone else. Run after the response (mailer.later).
+ * address, and nothing to anyone else, nor to a domain that requires single
+ * sign-on. Run after the response (mailer.later).
  */
 export async function requestPasswordReset(deps: EmailFlowDeps, tenant: FlowTenant, email: string, meta: RequestMeta): Promise<void> {
   const user = await findUser(deps, tenant.id, email);
@@ -177,6 +179,21 @@ export async function requestPasswordReset(deps: EmailFlowDeps, tenant: FlowTena
       deps,
       tenant.id,
       { actor: { type: 'anonymous' }, action: 'auth.password_reset.requested', metadata: { delivered: false, reason: 'unknown_user' } },
+      meta,
+    );
+    return;
+  }
+  if (await ssoRequiredFor(deps.prisma, tenant.id, user.email)) {
+    // No link: a password set with it could not be used, and would outlive the policy if it is lifted.
+    await audit(
+      deps,
+      tenant.id,
+      {
+        actor: { type: 'anonymous' },
+        action: 'auth.password_reset.requested',
+        resource: { type: 'user', id: user.id },
+        metadata: { delivered: false, reason: 'sso_required' },
+      },
       meta,
     );
     return;
@@ -205,7 +222,26 @@ export async function requestPasswordReset(deps: EmailFlowDeps, tenant: FlowTena
   );
 }
 
-export type SetPasswordResult = { ok: true; user: User } | { ok: false; reason: 'invalid_token' } | { ok: false; reason: PasswordProblem };
+export type SetPasswordResult =
+  | { ok: true; user: User }
+  | { ok: false; reason: 'invalid_token' }
+  | { ok: false; reason: 'sso_required' }
+  | { ok: false; reason: PasswordProblem };
+
+/**
+ * Whether a link of `purpose` may no longer set `user`'s password because the
+ * address's domain now requires single sign-on (the link may predate the
+ * policy). An invitation still may: an administrator issued it on purpose.
+ */
+export async function passwordRefusedBySso(
+  deps: Pick<EmailFlowDeps, 'prisma'>,
+  tenantId: string,
+  user: User,
+  purpose: EmailPurpose,
+): Promise<boolean> {
+  if (purpose === 'invite') return false;
+  return (await ssoRequiredFor(deps.prisma, tenantId, user.email)) !== null;
+}
 
 /**
  * Sets a new password with a reset link: the link is used up, the user is
@@ -250,6 +286,7 @@ async function setPasswordWithToken(
   const found = await findEmailToken(deps, tenant.id, purpose, token);
   // A verification link chooses the first password only; an account that has one resets it instead.
   if (!found || (purpose === 'verify_email' && found.user.passwordHash)) return { ok: false, reason: 'invalid_token' };
+  if (await passwordRefusedBySso(deps, tenant.id, found.user, purpose)) return { ok: false, reason: 'sso_required' };
   const problem = checkPassword(password, passwordPolicyFrom(tenant.settings));
   if (problem) return { ok: false, reason: problem };
   const passwordHash = await deps.passwords.hash(password);
@@ -302,12 +339,23 @@ async function setPasswordWithToken(
  * account without a password and a verification link that chooses one, so
  * nobody can hold an account under an address they do not control (account
  * pre-hijacking). An address that already has an account gets a mail saying
- * so. Either way the page says the same: "check your mailbox". Run after the
- * response (mailer.later).
+ * so, and one of a domain that requires single sign-on gets nothing. Either
+ * way the page says the same: "check your mailbox". Run after the response
+ * (mailer.later).
  */
 export async function signUp(deps: EmailFlowDeps, tenant: FlowTenant, email: string, meta: RequestMeta): Promise<void> {
   const normalised = normalisedEmail(email);
   if (!normalised) return;
+  if (await ssoRequiredFor(deps.prisma, tenant.id, normalised)) {
+    // Such accounts come from the upstream IdP on first sign-in; a link here would only choose a password.
+    await audit(
+      deps,
+      tenant.id,
+      { actor: { type: 'anonymous' }, action: 'auth.sign_up.refused', metadata: { reason: 'sso_required' } },
+      meta,
+    );
+    return;
+  }
   const existing = await findUser(deps, tenant.id, normalised);
   if (existing?.passwordHash || existing?.disabled) {
     const allowed = !existing.disabled && (await mayMail(deps, tenant.id, existing.id, 'signup_existing'));

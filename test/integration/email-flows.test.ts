@@ -9,6 +9,7 @@ import type { TenantContext } from '../../src/tenants/tenants.js';
 import { createUser } from '../../src/users/users.js';
 import { createTestApp, RELAXED_RATE_LIMITS, type TestApp } from '../helpers/app.js';
 import { type BrowserResponse, findForm, Browser as PageBrowser } from '../helpers/browser.js';
+import { ssoOnlyConnection } from '../helpers/federation.js';
 import { linkIn, startMailServer, type TestMailServer } from '../helpers/mail.js';
 import { announce, authorize, Browser, createTenantClient, parseForms, rpConfig, signIn, textOf } from '../helpers/oidc.js';
 
@@ -75,6 +76,16 @@ async function canSignIn(email: string, password: string): Promise<boolean> {
     return true;
   } catch {
     return false;
+  }
+}
+
+/** Runs `work` while `domain` requires single sign-on (a connection that is removed afterwards). */
+async function whileSsoOnly(domain: string, work: () => Promise<void>): Promise<void> {
+  const connection = await t.deps.db.prisma.connection.create({ data: ssoOnlyConnection(tenant.id, domain) });
+  try {
+    await work();
+  } finally {
+    await t.deps.db.prisma.connection.delete({ where: { id: connection.id } });
   }
 }
 
@@ -204,6 +215,42 @@ describe('password reset', () => {
     expect(JSON.stringify(unknownAudit?.metadata)).not.toContain('nobody-here');
   });
 
+  it('mails no link to a domain that requires single sign-on, answering as for any address (regression: reset skipped require_sso)', async () => {
+    const user = await newUser('sso-reset@corp.example');
+    await whileSsoOnly('corp.example', async () => {
+      const sso = await requestReset('sso-reset@corp.example');
+      const unknown = await requestReset('nobody-either@example.com');
+      expect(sso.status).toBe(unknown.status);
+      expect(sso.text.replaceAll('sso-reset@corp.example', 'X')).toBe(unknown.text.replaceAll('nobody-either@example.com', 'X'));
+      expect(sso.headers.getSetCookie()).toEqual([]);
+      await t.deps.mailer.idle();
+      expect(mail.to('sso-reset@corp.example')).toHaveLength(0);
+      expect(await t.deps.db.prisma.emailToken.count({ where: { userId: user.id } })).toBe(0);
+      const requested = await auditOf('auth.password_reset.requested', user.id);
+      expect(requested.map((event) => event.metadata)).toEqual([{ delivered: false, reason: 'sso_required' }]);
+    });
+  });
+
+  it('refuses a link mailed before the domain required single sign-on, when opened and when posted', async () => {
+    const user = await newUser('sso-late@corp.example');
+    await requestReset('sso-late@corp.example');
+    const link = linkIn(await mail.waitFor('sso-late@corp.example', /Reset your password/), `${issuer}/password/reset?token=`);
+    const browser = new PageBrowser(baseUrl);
+    const form = await browser.follow(link);
+    expect(form.status).toBe(200);
+    await whileSsoOnly('corp.example', async () => {
+      const opened = await new PageBrowser(baseUrl).follow(link);
+      expect(opened.status).toBe(403);
+      expect(textOf(opened.text)).toContain('signs in with single sign-on');
+      const posted = await post(browser, form, '/password/reset', { password: NEW_PASSWORD });
+      expect(posted.status).toBe(403);
+      expect(textOf(posted.text)).toContain('signs in with single sign-on');
+    });
+    const after = await t.deps.db.prisma.user.findUniqueOrThrow({ where: { id: user.id } });
+    expect(after.passwordHash).toBe(user.passwordHash);
+    expect(await auditOf('auth.password_reset.completed', user.id)).toHaveLength(0);
+  });
+
   it('refuses a form without its CSRF nonce cookie or from another origin', async () => {
     const browser = new PageBrowser(baseUrl);
     const page = await browser.follow(`${issuer}/password/forgot`);
@@ -286,6 +333,38 @@ describe('self-service sign-up', () => {
 
     const login = await new Browser(baseUrl).follow((await authorizeUrl()).href);
     expect(login.kind === 'page' && login.html).toContain('/t/default/signup');
+  });
+
+  it('creates no account and mails nothing for a domain that requires single sign-on (regression: sign-up skipped require_sso)', async () => {
+    await setSettings({ signup: { enabled: true } });
+    const submit = async (email: string) => {
+      const browser = new PageBrowser(baseUrl);
+      return post(browser, await browser.follow(`${issuer}/signup`), '/signup', { email });
+    };
+    // A link mailed before the policy: it no longer chooses a password.
+    await submit('sso-early@corp.example');
+    const verification = await mail.waitFor('sso-early@corp.example', /Confirm your email address/);
+    const early = new PageBrowser(baseUrl);
+    const form = await early.follow(linkIn(verification, `${issuer}/email/verify?token=`));
+    expect(form.text).toContain('Choose your password');
+    await whileSsoOnly('corp.example', async () => {
+      const sso = await submit('sso-signup@corp.example');
+      const other = await submit('open-signup@example.com');
+      expect(sso.status).toBe(other.status);
+      expect(sso.text.replaceAll('sso-signup@corp.example', 'X')).toBe(other.text.replaceAll('open-signup@example.com', 'X'));
+      expect(sso.headers.getSetCookie()).toEqual(other.headers.getSetCookie());
+      await mail.waitFor('open-signup@example.com', /Confirm your email address/);
+      await t.deps.mailer.idle();
+      expect(mail.to('sso-signup@corp.example')).toHaveLength(0);
+      expect(await t.deps.db.prisma.user.count({ where: { tenantId: tenant.id, email: 'sso-signup@corp.example' } })).toBe(0);
+      expect((await auditOf('auth.sign_up.refused')).map((event) => event.metadata)).toEqual([{ reason: 'sso_required' }]);
+
+      const posted = await post(early, form, '/email/verify', { password: PASSWORD });
+      expect(posted.status).toBe(403);
+      expect(textOf(posted.text)).toContain('signs in with single sign-on');
+    });
+    const pending = await t.deps.db.prisma.user.findFirstOrThrow({ where: { tenantId: tenant.id, email: 'sso-early@corp.example' } });
+    expect(pending.passwordHash).toBeNull();
   });
 });
 

@@ -171,6 +171,16 @@ async function findUser(deps: EmailFlowDeps, tenantId: string, email: string): P
  * address, and nothing to anyone else, nor to a domain that requires single
  * sign-on. Run after the response (mailer.later).
  */
+/**
+ * Why a known user gets no reset link, or null. An SSO-only domain gets none: a
+ * password set with it could not be used, and would outlive the policy if it is
+ * lifted. Only then is the mail allowance consulted (it counts).
+ */
+async function resetRefusal(deps: EmailFlowDeps, tenantId: string, user: { id: string; email: string }) {
+  if (await ssoRequiredFor(deps.prisma, tenantId, user.email)) return 'sso_required';
+  return (await mayMail(deps, tenantId, user.id, 'reset_password')) ? null : 'mail_rate_limited';
+}
+
 export async function requestPasswordReset(deps: EmailFlowDeps, tenant: FlowTenant, email: string, meta: RequestMeta): Promise<void> {
   const user = await findUser(deps, tenant.id, email);
   if (!user || user.disabled) {
@@ -183,22 +193,7 @@ export async function requestPasswordReset(deps: EmailFlowDeps, tenant: FlowTena
     );
     return;
   }
-  if (await ssoRequiredFor(deps.prisma, tenant.id, user.email)) {
-    // No link: a password set with it could not be used, and would outlive the policy if it is lifted.
-    await audit(
-      deps,
-      tenant.id,
-      {
-        actor: { type: 'anonymous' },
-        action: 'auth.password_reset.requested',
-        resource: { type: 'user', id: user.id },
-        metadata: { delivered: false, reason: 'sso_required' },
-      },
-      meta,
-    );
-    return;
-  }
-  const allowed = await mayMail(deps, tenant.id, user.id, 'reset_password');
+  const refusal = await resetRefusal(deps, tenant.id, user);
   await audit(
     deps,
     tenant.id,
@@ -206,11 +201,11 @@ export async function requestPasswordReset(deps: EmailFlowDeps, tenant: FlowTena
       actor: { type: 'anonymous' },
       action: 'auth.password_reset.requested',
       resource: { type: 'user', id: user.id },
-      metadata: allowed ? { delivered: true } : { delivered: false, reason: 'mail_rate_limited' },
+      metadata: refusal ? { delivered: false, reason: refusal } : { delivered: true },
     },
     meta,
   );
-  if (!allowed) return;
+  if (refusal) return;
   const { token } = await issueEmailToken(deps, tenant.id, user.id, 'reset_password');
   await deps.mailer.send(
     renderMail('reset-password', user.email, `Reset your password at ${tenant.displayName}`, {

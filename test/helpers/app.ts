@@ -5,7 +5,9 @@ import { type AppDeps, closeAppDeps, createApp, createAppDeps } from '../../src/
 import { type Clock, systemClock } from '../../src/clock.js';
 import { type Config, loadConfig } from '../../src/config.js';
 import { createLogger } from '../../src/observability/logger.js';
+import { type Database, type KvStore, openDatabase, openKv } from '../../src/store/index.js';
 import { ensureDefaultTenant } from '../../src/tenants/first-start.js';
+import { testRedisUrl } from './env.js';
 import { createTestStores, type TestStoreOptions, type TestStores } from './stores.js';
 
 export interface TestApp {
@@ -105,4 +107,33 @@ export async function createTestApp(options: TestAppOptions = {}): Promise<TestA
 
 function testConfig(env: Record<string, string> = {}): Config {
   return loadConfig({ NODE_ENV: 'test', ADMIN_PASSWORD: TEST_ADMIN_PASSWORD, LOG_LEVEL: 'silent', ...env });
+}
+
+export interface SecondNode {
+  url: string;
+  close(): Promise<void>;
+}
+
+/**
+ * Another node of `t`'s deployment: its own app and connections, the same
+ * PostgreSQL database and Redis prefix (on embedded stores, the same objects).
+ */
+export async function startSecondNode(t: TestApp, clock: Clock = systemClock): Promise<SecondNode> {
+  const db: Database = t.stores.databaseUrl ? await openDatabase({ url: t.stores.databaseUrl, poolSize: 2 }) : t.stores.db;
+  const kv: KvStore = t.stores.kvPrefix ? await openKv({ url: testRedisUrl, prefix: t.stores.kvPrefix, clock }) : t.stores.kv;
+  const deps = await createAppDeps({ config: t.deps.config, db, kv, logger: createLogger('silent'), clock, masterKey: t.deps.masterKey });
+  const server = await new Promise<Server>((resolve) => {
+    const s = createApp(deps).listen(0, '127.0.0.1', () => resolve(s));
+  });
+  const address = server.address();
+  return {
+    url: `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`,
+    async close() {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await closeAppDeps(deps);
+      if (kv !== t.stores.kv) await kv.close();
+      if (db !== t.stores.db) await db.close();
+    },
+  };
 }

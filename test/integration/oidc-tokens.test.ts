@@ -1,14 +1,9 @@
-import type { Server } from 'node:http';
 import { createRemoteJWKSet, decodeJwt, decodeProtectedHeader, type JWTPayload, jwtVerify } from 'jose';
 import * as oidc from 'openid-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { closeAppDeps, createApp, createAppDeps } from '../../src/app.js';
 import { manualClock } from '../../src/clock.js';
 import { sha256 } from '../../src/crypto/random.js';
-import { createLogger } from '../../src/observability/logger.js';
-import { type Database, type KvStore, openDatabase, openKv } from '../../src/store/index.js';
-import { createTestApp, TEST_ADMIN_PASSWORD, type TestApp } from '../helpers/app.js';
-import { testRedisUrl } from '../helpers/env.js';
+import { createTestApp, startSecondNode, TEST_ADMIN_PASSWORD, type TestApp } from '../helpers/app.js';
 import {
   authorizationRequest,
   authorize,
@@ -283,31 +278,7 @@ describe('OIDC tokens through the code flow', () => {
     let second: { url: string; close(): Promise<void> };
 
     beforeAll(async () => {
-      // Another node: its own app and connections, the same PostgreSQL database and Redis prefix.
-      const db: Database = t.stores.databaseUrl ? await openDatabase({ url: t.stores.databaseUrl, poolSize: 2 }) : t.stores.db;
-      const kv: KvStore = t.stores.kvPrefix ? await openKv({ url: testRedisUrl, prefix: t.stores.kvPrefix, clock }) : t.stores.kv;
-      const deps = await createAppDeps({
-        config: t.deps.config,
-        db,
-        kv,
-        logger: createLogger('silent'),
-        clock,
-        masterKey: t.deps.masterKey,
-      });
-      const server = await new Promise<Server>((resolve) => {
-        const s = createApp(deps).listen(0, '127.0.0.1', () => resolve(s));
-      });
-      const address = server.address();
-      second = {
-        url: `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`,
-        async close() {
-          server.closeAllConnections();
-          await new Promise<void>((resolve) => server.close(() => resolve()));
-          await closeAppDeps(deps);
-          if (kv !== t.stores.kv) await kv.close();
-          if (db !== t.stores.db) await db.close();
-        },
-      };
+      second = await startSecondNode(t, clock);
       return () => second.close();
     });
 

@@ -1,12 +1,6 @@
-import type { Server } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { closeAppDeps, createApp, createAppDeps } from '../../src/app.js';
-import { systemClock } from '../../src/clock.js';
-import { createLogger } from '../../src/observability/logger.js';
-import { type Database, type KvStore, openDatabase, openKv } from '../../src/store/index.js';
 import { apiKeyFor } from '../helpers/admin.js';
-import { createTestApp, type TestApp } from '../helpers/app.js';
-import { testRedisUrl } from '../helpers/env.js';
+import { createTestApp, startSecondNode, type TestApp } from '../helpers/app.js';
 
 /**
  * Each node caches which client ids belong to service accounts (and their
@@ -26,31 +20,7 @@ describe('service account token guard across nodes', () => {
     t = await createTestApp({ seed: true, env: { TRUST_PROXY: 'true' } });
     nodeA = await t.listen();
     admin = (await apiKeyFor(t, 'default', { name: 'admin' })).key;
-    // Another node: its own app and connections, the same PostgreSQL database and Redis prefix.
-    const db: Database = t.stores.databaseUrl ? await openDatabase({ url: t.stores.databaseUrl, poolSize: 2 }) : t.stores.db;
-    const kv: KvStore = t.stores.kvPrefix ? await openKv({ url: testRedisUrl, prefix: t.stores.kvPrefix }) : t.stores.kv;
-    const deps = await createAppDeps({
-      config: t.deps.config,
-      db,
-      kv,
-      logger: createLogger('silent'),
-      clock: systemClock,
-      masterKey: t.deps.masterKey,
-    });
-    const server = await new Promise<Server>((resolve) => {
-      const s = createApp(deps).listen(0, '127.0.0.1', () => resolve(s));
-    });
-    const address = server.address();
-    nodeB = {
-      url: `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`,
-      async close() {
-        server.closeAllConnections();
-        await new Promise<void>((resolve) => server.close(() => resolve()));
-        await closeAppDeps(deps);
-        if (kv !== t.stores.kv) await kv.close();
-        if (db !== t.stores.db) await db.close();
-      },
-    };
+    nodeB = await startSecondNode(t);
 
     const created = await manage('POST', '/tenants/default/service-accounts', {
       name: 'deployer',
